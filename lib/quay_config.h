@@ -1,0 +1,153 @@
+/*
+ * config.yaml, loaded with libyaml into a typed struct through one static
+ * table of keys (Quay's names, types, defaults and bounds), like Redis's
+ * static_configs[].  A new key is one table row plus one struct field.
+ *
+ * The loader reports every problem through a callback with the key and the
+ * line, so "quayctl config validate" can print all of them and nginx -t can
+ * name the first.  Unknown keys are warnings, never silently ignored.
+ */
+
+#ifndef QUAY_CONFIG_H
+#define QUAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quay_err.h"
+
+
+typedef enum {
+    QUAY_STORAGE_LOCAL = 0,          /* LocalStorage */
+    QUAY_STORAGE_S3,                 /* S3Storage */
+    QUAY_STORAGE_RADOSGW             /* RadosGWStorage */
+} quay_storage_driver_e;
+
+
+/* One entry of DISTRIBUTED_STORAGE_CONFIG: name -> [Driver, {params}]. */
+typedef struct {
+    char                   *name;
+    quay_storage_driver_e   driver;
+    char                   *storage_path;     /* all drivers */
+
+    /* S3Storage / RadosGWStorage; NULL or 0 when absent */
+    char                   *bucket;           /* s3_bucket / bucket_name */
+    char                   *access_key;       /* s3_access_key / access_key */
+    char                   *secret_key;       /* s3_secret_key / secret_key */
+    char                   *region;           /* s3_region */
+    char                   *host;             /* host / hostname */
+    int                     port;
+    char                   *endpoint_url;
+    bool                    is_secure;
+} quay_storage_location_t;
+
+
+/* BUILDLOGS_REDIS / USER_EVENTS_REDIS: {host, port, password}. */
+typedef struct {
+    char   *host;                    /* default "localhost" */
+    int     port;                    /* default 6379 */
+    char   *password;                /* NULL when absent */
+} quay_redis_config_t;
+
+
+typedef struct {
+    char                    **items;
+    size_t                    n;
+} quay_strlist_t;
+
+
+typedef struct {
+    /* server */
+    char                     *server_hostname;          /* SERVER_HOSTNAME */
+    char                     *preferred_url_scheme;     /* http | https */
+    bool                      external_tls_termination;
+    char                     *registry_title;
+    char                     *registry_state;           /* normal|readonly */
+
+    /* secrets */
+    char                     *secret_key;
+    char                     *database_secret_key;
+
+    /* database and redis */
+    char                     *db_uri;                   /* DB_URI */
+    quay_redis_config_t       buildlogs_redis;
+    quay_redis_config_t       user_events_redis;
+
+    /* storage */
+    quay_storage_location_t  *storage;                  /* array */
+    size_t                    nstorage;
+    quay_strlist_t            storage_preference;
+    quay_strlist_t            storage_default_locations;
+
+    /* users */
+    char                     *authentication_type;      /* Database */
+    quay_strlist_t            super_users;
+    quay_strlist_t            global_readonly_super_users;
+
+    /* features */
+    bool                      feature_anonymous_access;
+    bool                      feature_superusers_full_access;
+    bool                      feature_user_creation;
+    bool                      feature_proxy_storage;
+    bool                      feature_storage_replication;
+    bool                      feature_repo_mirror;
+    bool                      feature_quota_management;
+    bool                      feature_auto_prune;
+    bool                      feature_garbage_collection;
+    bool                      feature_referrers_api;
+    bool                      feature_general_oci_support;
+    bool                      feature_app_specific_tokens;
+    bool                      create_private_repo_on_push;
+    bool                      create_namespace_on_push;
+    bool                      disable_pushes;
+
+    /* tags, uploads, paging */
+    char                     *default_tag_expiration;   /* "2w" */
+    int64_t                   default_tag_expiration_s; /* derived */
+    quay_strlist_t            tag_expiration_options;
+    int64_t                   push_temp_tag_expiration_sec;
+    int64_t                   blobupload_deletion_date_threshold; /* min */
+    int64_t                   maximum_layer_size;       /* bytes, "20G" */
+    int64_t                   v2_pagination_size;
+    int64_t                   registry_jwt_auth_max_fresh_s;
+    int64_t                   garbage_collection_frequency;
+    int64_t                   repo_mirror_interval;
+} quay_config_t;
+
+
+/*
+ * Reports one problem.  is_error is false for warnings (unknown keys).
+ * key may be NULL for a problem with the file as a whole; line is 1-based,
+ * 0 when unknown.  msg is a complete sentence fragment without the key,
+ * e.g. "must be a boolean".
+ */
+typedef void (*quay_config_report_pt)(void *ctx, bool is_error,
+    const char *key, unsigned line, const char *msg);
+
+
+/*
+ * Loads and validates path.  Returns a config owned by the caller (free
+ * with quay_config_free) or NULL when any error was reported; err then
+ * holds the first error as "KEY (line N): msg".  report may be NULL.
+ */
+quay_config_t *quay_config_load(const char *path,
+    quay_config_report_pt report, void *report_ctx, quay_err_t *err);
+
+/* Same, from a buffer (used by the unit tests). */
+quay_config_t *quay_config_load_string(const char *text, size_t len,
+    quay_config_report_pt report, void *report_ctx, quay_err_t *err);
+
+void quay_config_free(quay_config_t *cfg);
+
+/* The location named by name, or NULL. */
+const quay_storage_location_t *quay_config_location(const quay_config_t *cfg,
+    const char *name);
+
+/* The preferred location for new uploads: the first entry of
+ * DISTRIBUTED_STORAGE_PREFERENCE, or the QUAY_DISTRIBUTED_STORAGE_PREFERENCE
+ * environment override applied at load time. */
+const quay_storage_location_t *quay_config_preferred_location(
+    const quay_config_t *cfg);
+
+#endif /* QUAY_CONFIG_H */
