@@ -1,0 +1,89 @@
+/*
+ * Shared types of ngx_http_quay_module: the main configuration (one per
+ * http block, holding the loaded config.yaml), the per-request context and
+ * the prototypes that the module's files export to each other.
+ */
+
+#ifndef NGX_HTTP_QUAY_MODULE_H
+#define NGX_HTTP_QUAY_MODULE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "quay_config.h"
+
+
+typedef struct ngx_http_quay_db_pool_s  ngx_http_quay_db_pool_t;
+typedef struct ngx_http_quay_redis_s    ngx_http_quay_redis_t;
+
+
+typedef struct {
+    ngx_str_t                   config_path;
+    quay_config_t              *config;      /* owned; freed by a cf->pool
+                                                cleanup */
+
+    /* PostgreSQL connection parameters derived from DB_URI at
+     * configuration time, with the host already resolved (hostaddr), so
+     * that no worker ever resolves a name */
+    const char                **db_keywords;  /* NULL-terminated, cf->pool */
+    const char                **db_values;
+    ngx_str_t                   db_display;   /* user@host:port/db, for
+                                                 logs: never the password */
+
+    ngx_uint_t                  db_pool_size;
+    ngx_uint_t                  db_queue_size;
+    ngx_msec_t                  db_timeout;
+    ngx_msec_t                  db_connect_timeout;
+
+    ngx_addr_t                 *redis_addr;  /* BUILDLOGS_REDIS, resolved */
+    ngx_msec_t                  redis_timeout;
+
+    ngx_thread_pool_t          *thread_pool;
+    ngx_str_t                   thread_pool_name;
+
+    ngx_http_quay_db_pool_t    *db;          /* per worker process */
+    ngx_http_quay_redis_t      *redis;       /* per worker process */
+} ngx_http_quay_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                  registry;    /* quay_registry */
+} ngx_http_quay_loc_conf_t;
+
+
+extern ngx_module_t  ngx_http_quay_module;
+
+
+/* ngx_http_quay_router.c */
+ngx_int_t ngx_http_quay_router_handler(ngx_http_request_t *r);
+
+/* ngx_http_quay_health.c */
+ngx_int_t ngx_http_quay_health_instance(ngx_http_request_t *r);
+ngx_int_t ngx_http_quay_health_endtoend(ngx_http_request_t *r);
+
+/* ngx_http_quay_error.c: responders */
+
+typedef enum {
+    NGX_HTTP_QUAY_ERR_UNSUPPORTED = 0,
+    NGX_HTTP_QUAY_ERR_NOT_FOUND,
+    NGX_HTTP_QUAY_ERR_METHOD,
+    NGX_HTTP_QUAY_ERR_UNAVAILABLE,
+    NGX_HTTP_QUAY_ERR_INTERNAL
+} ngx_http_quay_err_e;
+
+/* Sends body (in r->pool) as application/json; returns what the output
+ * filter returned, for ngx_http_finalize_request(). */
+ngx_int_t ngx_http_quay_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len);
+
+/* Sends the error from the table: the OCI body under /v2/, Quay's JSON
+ * error elsewhere.  detail may be NULL. */
+ngx_int_t ngx_http_quay_send_error(ngx_http_request_t *r,
+    ngx_http_quay_err_e err, ngx_str_t *detail);
+
+/* Adds a response header; key and value must outlive the request. */
+ngx_int_t ngx_http_quay_set_header(ngx_http_request_t *r, const char *key,
+    const char *value);
+
+#endif /* NGX_HTTP_QUAY_MODULE_H */

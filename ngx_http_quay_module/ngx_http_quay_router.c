@@ -1,0 +1,49 @@
+/*
+ * The content handler of "quay_registry": maps the URI to a handler.  The
+ * registry protocol (/v2/) and the REST API (/api/v1/) are routed here as
+ * they are built; until then they answer with a clear error, never a 5xx.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_quay_module.h"
+
+
+typedef struct {
+    ngx_str_t            path;
+    ngx_http_handler_pt  handler;
+} ngx_http_quay_route_t;
+
+
+static ngx_http_quay_route_t  ngx_http_quay_exact_routes[] = {
+    { ngx_string("/health"), ngx_http_quay_health_instance },
+    { ngx_string("/health/instance"), ngx_http_quay_health_instance },
+    { ngx_string("/health/endtoend"), ngx_http_quay_health_endtoend },
+    { ngx_string("/status"), ngx_http_quay_health_endtoend },
+    { ngx_null_string, NULL }
+};
+
+
+ngx_int_t
+ngx_http_quay_router_handler(ngx_http_request_t *r)
+{
+    ngx_int_t               rc;
+    ngx_http_quay_route_t  *route;
+
+    for (route = ngx_http_quay_exact_routes; route->handler; route++) {
+        if (r->uri.len == route->path.len
+            && ngx_strncmp(r->uri.data, route->path.data, r->uri.len) == 0)
+        {
+            return route->handler(r);
+        }
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_quay_send_error(r, NGX_HTTP_QUAY_ERR_NOT_FOUND, NULL);
+}
