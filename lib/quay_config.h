@@ -40,14 +40,27 @@ typedef struct {
     int                     port;
     char                   *endpoint_url;
     bool                    is_secure;
+
+    /* added: S3 multipart sizing and RadosGW options */
+    char                   *session_token;    /* aws_session_token */
+    int64_t                 minimum_chunk_size; /* bytes; default 5 MiB */
+    int64_t                 maximum_chunk_size; /* bytes; S3 5 GiB (from
+                                                 * maximum_chunk_size_gb),
+                                                 * RadosGW 100 MiB */
+    bool                    server_side_assembly; /* default true */
 } quay_storage_location_t;
 
 
-/* BUILDLOGS_REDIS / USER_EVENTS_REDIS: {host, port, password}. */
+/* BUILDLOGS_REDIS / USER_EVENTS_REDIS: {host, port, password, ssl}. */
 typedef struct {
     char   *host;                    /* default "localhost" */
     int     port;                    /* default 6379 */
     char   *password;                /* NULL when absent */
+
+    /* added */
+    char   *username;                /* Redis 6 ACL user; NULL when absent */
+    int     db;                      /* default 0 */
+    bool    ssl;                     /* default false */
 } quay_redis_config_t;
 
 
@@ -113,7 +126,26 @@ typedef struct {
     int64_t                   registry_jwt_auth_max_fresh_s;
     int64_t                   garbage_collection_frequency;
     int64_t                   repo_mirror_interval;
+
+    /* added */
+    char                     *page_token_key;           /* PAGE_TOKEN_KEY */
+    char                     *library_namespace;        /* "library" */
+    bool                      feature_library_support;  /* true */
+    bool                      feature_public_catalog;   /* false */
+    bool                      feature_extended_repository_names; /* true */
+    bool                      feature_super_users;      /* true */
+    bool                      feature_change_tag_expiration; /* true */
+    bool                      repo_mirror_tls_verify;   /* true */
+    char                     *repo_mirror_server_hostname; /* NULL */
 } quay_config_t;
+
+
+/*
+ * Every char * above is owned by the config (freed by quay_config_free) and
+ * is NULL when the key is absent and has no default.  Lists are empty
+ * (n == 0, items may be NULL) when absent.  storage_path is never NULL for
+ * a loaded config ("" for an S3/RadosGW bucket root).
+ */
 
 
 /*
@@ -129,7 +161,10 @@ typedef void (*quay_config_report_pt)(void *ctx, bool is_error,
 /*
  * Loads and validates path.  Returns a config owned by the caller (free
  * with quay_config_free) or NULL when any error was reported; err then
- * holds the first error as "KEY (line N): msg".  report may be NULL.
+ * holds the first error as "KEY (line N): msg" (" (line N)" is left out
+ * when the line is unknown, "KEY " when the problem has no key).  report
+ * may be NULL.  Reads QUAY_DISTRIBUTED_STORAGE_PREFERENCE from the
+ * environment.  Not thread-safe (strerror, getenv): configuration time only.
  */
 quay_config_t *quay_config_load(const char *path,
     quay_config_report_pt report, void *report_ctx, quay_err_t *err);

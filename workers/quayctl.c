@@ -23,7 +23,10 @@ static const quayctl_command_t  quayctl_commands[] = {
       "migrate --config FILE [--dir SQLDIR] [--status]" },
     { "config", quayctl_config_main, "config validate FILE" },
     { "user", quayctl_user_main,
-      "user create NAME --config FILE [--superuser] [--password-stdin]" },
+      "user create NAME (--config FILE | --db-uri URI) --password-stdin\n"
+      "               [--email EMAIL] [--if-not-exists]\n"
+      "  quayctl user passwd NAME (--config FILE | --db-uri URI) "
+      "--password-stdin" },
 };
 
 
