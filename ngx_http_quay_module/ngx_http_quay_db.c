@@ -140,6 +140,7 @@ ngx_http_quay_db_pool_done(ngx_http_quay_main_conf_t *qmcf)
 
     while (!ngx_queue_empty(&pool->idle)) {
         qu = ngx_queue_head(&pool->idle);
+        ngx_queue_remove(qu);
         conn = ngx_queue_data(qu, ngx_http_quay_db_conn_t, queue);
         ngx_http_quay_db_conn_close(conn);
     }
