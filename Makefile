@@ -22,7 +22,7 @@ PROJ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -fPIC $(WARN) -Ilib -Iworkers \
 LIBS     := -lpq -lhiredis -ljansson -lcurl -lyaml -lcrypto -lpthread
 
 LIB_SRCS    := $(sort $(wildcard lib/*.c))
-LIB_HDRS    := $(wildcard lib/*.h)
+LIB_HDRS    := $(wildcard lib/*.h lib/*.def)
 MOD_SRCS    := $(sort $(wildcard ngx_http_quay_module/*.c))
 MOD_HDRS    := $(wildcard ngx_http_quay_module/*.h)
 WK_MAINS    := $(sort $(wildcard workers/quay_*.c))

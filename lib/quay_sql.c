@@ -1,32 +1,23 @@
 /*
- * The statement catalog (see quay_sql.h).  Statement names are "q<N>" so
- * that a name never outlives a change of text within one connection: the
- * module prepares on first use per connection and connections do not
- * survive a reload.
+ * The statement catalog (see quay_sql.h): the .def files expanded into one
+ * table indexed by quay_sql_e.  Prepared statement names are the enum
+ * names; connections do not survive a reload, so a name never outlives a
+ * change of its text within one connection.
  */
 
 #include "quay_sql.h"
 
 
+#define QUAY_SQL_ROW(id, text, nparams)  [id] = { #id, text, nparams },
+
 static const quay_sql_stmt_t  quay_sql_catalog[QUAY_SQL_COUNT] = {
-
-    /* Quay's health check reads teamrole: it proves the schema is there,
-     * not only that the server answers. */
-    [QUAY_SQL_HEALTH_DATABASE] = {
-        "q_health_database",
-        "SELECT count(*) FROM teamrole",
-        0
-    },
-
-    /* Every configured storage location has a row (Quay inserts them at
-     * boot, util/config/database.py). */
-    [QUAY_SQL_LOCATION_ENSURE] = {
-        "q_location_ensure",
-        "INSERT INTO imagestoragelocation (name) VALUES ($1)"
-        " ON CONFLICT (name) DO NOTHING",
-        1
-    },
+#include "quay_sql_core.def"
+#include "quay_sql_auth.def"
+#include "quay_sql_blob.def"
+#include "quay_sql_manifest.def"
 };
+
+#undef QUAY_SQL_ROW
 
 
 const quay_sql_stmt_t *

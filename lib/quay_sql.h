@@ -2,7 +2,11 @@
  * The statement catalog: every SQL text the module runs, by enum.  The
  * module prepares each statement lazily per connection (a bitmap per
  * connection) and always binds parameters; nothing is ever concatenated.
- * A new statement is one enum value and one row in quay_sql.c.
+ *
+ * The rows live in one .def file per area (X-macro rows
+ * QUAY_SQL_ROW(ID, TEXT, NPARAMS)), so that each area's statements sit
+ * together and a new statement is one row.  The prepared statement name is
+ * the enum's name.
  */
 
 #ifndef QUAY_SQL_H
@@ -11,11 +15,17 @@
 #include <stddef.h>
 
 
+#define QUAY_SQL_ROW(id, text, nparams)  id,
+
 typedef enum {
-    QUAY_SQL_HEALTH_DATABASE = 0,
-    QUAY_SQL_LOCATION_ENSURE,
+#include "quay_sql_core.def"
+#include "quay_sql_auth.def"
+#include "quay_sql_blob.def"
+#include "quay_sql_manifest.def"
     QUAY_SQL_COUNT                       /* keep last */
 } quay_sql_e;
+
+#undef QUAY_SQL_ROW
 
 
 typedef struct {

@@ -21,10 +21,10 @@ typedef struct {
 } ngx_http_quay_error_t;
 
 
-static ngx_http_quay_error_t  ngx_http_quay_errors[] = {
+static ngx_http_quay_error_t  ngx_http_quay_errors[NGX_HTTP_QUAY_ERR_COUNT] = {
 
     [NGX_HTTP_QUAY_ERR_UNSUPPORTED] = {
-        NGX_HTTP_NOT_FOUND, ngx_string("UNSUPPORTED"),
+        NGX_HTTP_NOT_ALLOWED, ngx_string("UNSUPPORTED"),
         ngx_string("The operation is unsupported.") },
 
     [NGX_HTTP_QUAY_ERR_NOT_FOUND] = {
@@ -42,6 +42,90 @@ static ngx_http_quay_error_t  ngx_http_quay_errors[] = {
     [NGX_HTTP_QUAY_ERR_INTERNAL] = {
         NGX_HTTP_INTERNAL_SERVER_ERROR, ngx_string("INTERNAL"),
         ngx_string("Internal error.") },
+
+    [NGX_HTTP_QUAY_ERR_BLOB_UNKNOWN] = {
+        NGX_HTTP_NOT_FOUND, ngx_string("BLOB_UNKNOWN"),
+        ngx_string("blob unknown to registry") },
+
+    [NGX_HTTP_QUAY_ERR_BLOB_UPLOAD_INVALID] = {
+        NGX_HTTP_BAD_REQUEST, ngx_string("BLOB_UPLOAD_INVALID"),
+        ngx_string("blob upload invalid") },
+
+    [NGX_HTTP_QUAY_ERR_BLOB_UPLOAD_UNKNOWN] = {
+        NGX_HTTP_NOT_FOUND, ngx_string("BLOB_UPLOAD_UNKNOWN"),
+        ngx_string("blob upload unknown to registry") },
+
+    [NGX_HTTP_QUAY_ERR_DIGEST_INVALID] = {
+        NGX_HTTP_BAD_REQUEST, ngx_string("DIGEST_INVALID"),
+        ngx_string("provided digest did not match uploaded content") },
+
+    [NGX_HTTP_QUAY_ERR_MANIFEST_BLOB_UNKNOWN] = {
+        NGX_HTTP_BAD_REQUEST, ngx_string("MANIFEST_BLOB_UNKNOWN"),
+        ngx_string("manifest blob unknown to registry") },
+
+    [NGX_HTTP_QUAY_ERR_MANIFEST_INVALID] = {
+        NGX_HTTP_BAD_REQUEST, ngx_string("MANIFEST_INVALID"),
+        ngx_string("manifest invalid") },
+
+    [NGX_HTTP_QUAY_ERR_MANIFEST_UNSUPPORTED] = {
+        NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, ngx_string("MANIFEST_INVALID"),
+        ngx_string("manifest media type is not supported") },
+
+    [NGX_HTTP_QUAY_ERR_MANIFEST_TOO_LARGE] = {
+        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, ngx_string("MANIFEST_INVALID"),
+        ngx_string("manifest is larger than 4 MiB") },
+
+    [NGX_HTTP_QUAY_ERR_MANIFEST_UNKNOWN] = {
+        NGX_HTTP_NOT_FOUND, ngx_string("MANIFEST_UNKNOWN"),
+        ngx_string("manifest unknown") },
+
+    [NGX_HTTP_QUAY_ERR_NAME_INVALID] = {
+        NGX_HTTP_BAD_REQUEST, ngx_string("NAME_INVALID"),
+        ngx_string("invalid repository name") },
+
+    [NGX_HTTP_QUAY_ERR_NAME_UNKNOWN] = {
+        NGX_HTTP_NOT_FOUND, ngx_string("NAME_UNKNOWN"),
+        ngx_string("repository name not known to registry") },
+
+    [NGX_HTTP_QUAY_ERR_SIZE_INVALID] = {
+        NGX_HTTP_BAD_REQUEST, ngx_string("SIZE_INVALID"),
+        ngx_string("provided length did not match content length") },
+
+    [NGX_HTTP_QUAY_ERR_TAG_INVALID] = {
+        NGX_HTTP_BAD_REQUEST, ngx_string("TAG_INVALID"),
+        ngx_string("manifest tag did not match URI") },
+
+    [NGX_HTTP_QUAY_ERR_RANGE_INVALID] = {
+        NGX_HTTP_RANGE_NOT_SATISFIABLE, ngx_string("BLOB_UPLOAD_INVALID"),
+        ngx_string("invalid content range") },
+
+    [NGX_HTTP_QUAY_ERR_UNAUTHORIZED] = {
+        NGX_HTTP_UNAUTHORIZED, ngx_string("UNAUTHORIZED"),
+        ngx_string("access to the requested resource is not authorized") },
+
+    [NGX_HTTP_QUAY_ERR_INVALID_LOGIN] = {
+        NGX_HTTP_UNAUTHORIZED, ngx_string("UNAUTHORIZED"),
+        ngx_string("Specified credentials are invalid") },
+
+    [NGX_HTTP_QUAY_ERR_DENIED] = {
+        NGX_HTTP_FORBIDDEN, ngx_string("DENIED"),
+        ngx_string("requested access to the resource is denied") },
+
+    [NGX_HTTP_QUAY_ERR_READONLY] = {
+        NGX_HTTP_NOT_ALLOWED, ngx_string("DENIED"),
+        ngx_string("repository is read-only") },
+
+    [NGX_HTTP_QUAY_ERR_INVALID_REQUEST] = {
+        NGX_HTTP_BAD_REQUEST, ngx_string("INVALID_REQUEST"),
+        ngx_string("invalid request") },
+
+    [NGX_HTTP_QUAY_ERR_TOO_MANY_REQUESTS] = {
+        NGX_HTTP_TOO_MANY_REQUESTS, ngx_string("TOOMANYREQUESTS"),
+        ngx_string("too many requests") },
+
+    [NGX_HTTP_QUAY_ERR_LAYER_TOO_LARGE] = {
+        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, ngx_string("BLOB_UPLOAD_INVALID"),
+        ngx_string("layer is larger than MAXIMUM_LAYER_SIZE") },
 };
 
 
