@@ -30,7 +30,10 @@ struct ngx_http_quay_db_query_s {
     int                        *lengths;
 
     ngx_http_quay_db_done_pt    handler;
-    void                       *data;
+    void                       *data;        /* the handler's; taken by
+                                                request_query_run() */
+    void                       *udata;       /* the caller's; never
+                                                touched by the pool */
 
     ngx_int_t                   rc;
     PGresult                   *result;      /* owned; PQclear'ed by the

@@ -76,7 +76,8 @@ typedef ngx_int_t (*ngx_http_quay_v2_handler_pt)(ngx_http_request_t *r,
 /*
  * A query bound to a request: done(r, q) is called once from the event
  * loop, and ngx_http_run_posted_requests() runs after it.  done owns the
- * rest of the request: it runs the next query or finalizes.
+ * rest of the request: it runs the next query or finalizes.  q->data is
+ * taken by the binding: keep your own state in q->udata.
  */
 typedef void (*ngx_http_quay_request_done_pt)(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
