@@ -201,15 +201,6 @@ ngx_http_quay_send_error(ngx_http_request_t *r, ngx_http_quay_err_e err,
                            &e->code, &e->message,
                            detail ? detail : &e->message);
 
-        /* the Docker and OCI clients look for this header on every answer */
-
-        if (ngx_http_quay_set_header(r, "Docker-Distribution-API-Version",
-                                     "registry/2.0")
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
     } else {
         last = ngx_sprintf(body, "{\"error_message\":\"%V\","
                            "\"error_type\":\"%V\",\"status\":%ui}",

@@ -20,6 +20,7 @@
 #include "ngx_http_quay_module.h"
 #include "ngx_http_quay_db.h"
 #include "ngx_http_quay_redis.h"
+#include "ngx_http_quay_auth.h"
 
 
 static void *ngx_http_quay_create_main_conf(ngx_conf_t *cf);
@@ -99,6 +100,13 @@ static ngx_command_t  ngx_http_quay_commands[] = {
       offsetof(ngx_http_quay_main_conf_t, redis_timeout),
       NULL },
 
+    { ngx_string("quay_instance_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_quay_main_conf_t, instance_key_path),
+      NULL },
+
     { ngx_string("quay_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -160,6 +168,9 @@ ngx_http_quay_create_main_conf(ngx_conf_t *cf)
      *     qmcf->db_values = NULL;
      *     qmcf->redis_addr = NULL;
      *     qmcf->redis = NULL;
+     *     qmcf->instance_key_path = { 0, NULL };
+     *     qmcf->jwt_key = NULL;
+     *     qmcf->jwt_jwk = NULL;
      *     qmcf->thread_pool = NULL;
      *     qmcf->thread_pool_name = { 0, NULL };
      *     qmcf->db = NULL;
@@ -198,6 +209,10 @@ ngx_http_quay_init_main_conf(ngx_conf_t *cf, void *conf)
 
     qmcf->thread_pool = ngx_thread_pool_add(cf, &qmcf->thread_pool_name);
     if (qmcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_quay_auth_conf(cf, qmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -570,6 +585,10 @@ ngx_http_quay_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_quay_auth_init_process(qmcf, cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -585,6 +604,7 @@ ngx_http_quay_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_quay_auth_exit_process(qmcf);
     ngx_http_quay_redis_done(qmcf);
     ngx_http_quay_db_pool_done(qmcf);
 }

@@ -12,6 +12,7 @@
 #include <ngx_http.h>
 
 #include "quay_config.h"
+#include "quay_jwt.h"
 
 
 typedef struct ngx_http_quay_db_pool_s  ngx_http_quay_db_pool_t;
@@ -38,6 +39,10 @@ typedef struct {
 
     ngx_addr_t                 *redis_addr;  /* BUILDLOGS_REDIS, resolved */
     ngx_msec_t                  redis_timeout;
+
+    ngx_str_t                   instance_key_path;
+    quay_jwt_key_t             *jwt_key;     /* the instance key */
+    char                       *jwt_jwk;     /* its public JWK text */
 
     ngx_thread_pool_t          *thread_pool;
     ngx_str_t                   thread_pool_name;

@@ -9,6 +9,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_quay_module.h"
+#include "ngx_http_quay_auth.h"
+#include "ngx_http_quay_v2.h"
 
 
 typedef struct {
@@ -22,6 +24,7 @@ static ngx_http_quay_route_t  ngx_http_quay_exact_routes[] = {
     { ngx_string("/health/instance"), ngx_http_quay_health_instance },
     { ngx_string("/health/endtoend"), ngx_http_quay_health_endtoend },
     { ngx_string("/status"), ngx_http_quay_health_endtoend },
+    { ngx_string("/v2/auth"), ngx_http_quay_token_handler },
     { ngx_null_string, NULL }
 };
 
@@ -32,12 +35,25 @@ ngx_http_quay_router_handler(ngx_http_request_t *r)
     ngx_int_t               rc;
     ngx_http_quay_route_t  *route;
 
+    /* every answer under /v2/ carries the API version header, errors
+     * included: clients check it to recognize a registry */
+
+    if (r->uri.len >= 4 && ngx_strncmp(r->uri.data, "/v2/", 4) == 0) {
+        if (ngx_http_quay_v2_common_headers(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
     for (route = ngx_http_quay_exact_routes; route->handler; route++) {
         if (r->uri.len == route->path.len
             && ngx_strncmp(r->uri.data, route->path.data, r->uri.len) == 0)
         {
             return route->handler(r);
         }
+    }
+
+    if (r->uri.len >= 4 && ngx_strncmp(r->uri.data, "/v2/", 4) == 0) {
+        return ngx_http_quay_v2_handler(r);
     }
 
     rc = ngx_http_discard_request_body(r);

@@ -64,6 +64,9 @@ typedef struct {
     ngx_uint_t                  granted;     /* NGX_HTTP_QUAY_ACTION_* */
     ngx_str_t                   user;        /* token subject, or empty */
     ngx_str_t                   user_id;     /* decimal text, or empty */
+    void                       *token;       /* ngx_http_quay_token_t of
+                                                the verified token, or NULL
+                                                (ngx_http_quay_auth.h) */
 
     void                       *data;        /* the route handler's state */
 } ngx_http_quay_v2_ctx_t;
@@ -115,5 +118,8 @@ ngx_int_t ngx_http_quay_v2_catalog(ngx_http_request_t *r,
 
 /* ngx_http_quay_v2.c: sets Docker-Distribution-API-Version and friends */
 ngx_int_t ngx_http_quay_v2_common_headers(ngx_http_request_t *r);
+
+/* 1 if the request's verified token grants pull on name (for mounts). */
+ngx_uint_t ngx_http_quay_v2_may_pull(ngx_http_request_t *r, ngx_str_t *name);
 
 #endif /* NGX_HTTP_QUAY_V2_H */
