@@ -1015,6 +1015,9 @@ quay_jwt_split(const char *token, size_t len, quay_jwt_parts_t *parts,
     size_t       n;
     const char  *dot1, *dot2, *end;
 
+    /* zeroed first: every caller path then sees defined fields */
+    memset(parts, 0, sizeof(quay_jwt_parts_t));
+
     if (token == NULL || len == 0) {
         return quay_err_set(err, QUAY_EINVAL, "token is empty");
     }
