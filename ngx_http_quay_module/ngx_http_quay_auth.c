@@ -272,6 +272,12 @@ ngx_http_quay_auth_bearer(ngx_http_request_t *r,
         return NGX_HTTP_UNAUTHORIZED;
     }
 
+    if (hdr.kid[0] == '\0') {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "quay: bearer token without a kid");
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
     qmcf = ngx_http_get_module_main_conf(r, ngx_http_quay_module);
 
     if (ngx_strcmp(hdr.kid, qmcf->jwt_key->kid) == 0) {
