@@ -126,6 +126,10 @@ static ngx_http_quay_error_t  ngx_http_quay_errors[NGX_HTTP_QUAY_ERR_COUNT] = {
     [NGX_HTTP_QUAY_ERR_LAYER_TOO_LARGE] = {
         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, ngx_string("BLOB_UPLOAD_INVALID"),
         ngx_string("layer is larger than MAXIMUM_LAYER_SIZE") },
+
+    [NGX_HTTP_QUAY_ERR_TAG_IMMUTABLE] = {
+        NGX_HTTP_CONFLICT, ngx_string("TAG_IMMUTABLE"),
+        ngx_string("tag is immutable") },
 };
 
 
@@ -175,6 +179,7 @@ ngx_http_quay_send_error(ngx_http_request_t *r, ngx_http_quay_err_e err,
 {
     u_char                 *body, *last;
     size_t                  len;
+    ngx_str_t               escaped;
     ngx_uint_t              v2;
     ngx_http_quay_error_t  *e;
 
@@ -182,7 +187,19 @@ ngx_http_quay_send_error(ngx_http_request_t *r, ngx_http_quay_err_e err,
 
     v2 = (r->uri.len >= 4 && ngx_strncmp(r->uri.data, "/v2/", 4) == 0);
 
-    /* detail is our own text: no quoting needed beyond what we write */
+    /* detail may quote client input (a digest, a tag): escape it */
+
+    if (detail != NULL) {
+        escaped.len = detail->len
+                      + ngx_escape_json(NULL, detail->data, detail->len);
+        escaped.data = ngx_pnalloc(r->pool, escaped.len);
+        if (escaped.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        (void) ngx_escape_json(escaped.data, detail->data, detail->len);
+        detail = &escaped;
+    }
 
     len = sizeof("{\"errors\":[{\"code\":\"\",\"message\":\"\","
                  "\"detail\":\"\"}]}") + e->code.len + e->message.len

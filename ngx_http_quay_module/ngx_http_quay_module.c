@@ -382,10 +382,10 @@ ngx_http_quay_db_params(ngx_conf_t *cf, ngx_http_quay_main_conf_t *qmcf)
         }
     }
 
-    /* room for hostaddr, gssencmode and the terminating NULL */
+    /* room for hostaddr, gssencmode, client_encoding and the NULL */
 
-    qmcf->db_keywords = ngx_pcalloc(cf->pool, (n + 3) * sizeof(char *));
-    qmcf->db_values = ngx_pcalloc(cf->pool, (n + 3) * sizeof(char *));
+    qmcf->db_keywords = ngx_pcalloc(cf->pool, (n + 4) * sizeof(char *));
+    qmcf->db_values = ngx_pcalloc(cf->pool, (n + 4) * sizeof(char *));
 
     if (qmcf->db_keywords == NULL || qmcf->db_values == NULL) {
         PQconninfoFree(opts);
@@ -443,7 +443,8 @@ ngx_http_quay_db_params(ngx_conf_t *cf, ngx_http_quay_main_conf_t *qmcf)
     for (o = opts; o->keyword != NULL; o++) {
         if (o->val == NULL || o->val[0] == '\0'
             || ngx_strcmp(o->keyword, "hostaddr") == 0
-            || ngx_strcmp(o->keyword, "gssencmode") == 0)
+            || ngx_strcmp(o->keyword, "gssencmode") == 0
+            || ngx_strcmp(o->keyword, "client_encoding") == 0)
         {
             continue;
         }
@@ -461,6 +462,10 @@ ngx_http_quay_db_params(ngx_conf_t *cf, ngx_http_quay_main_conf_t *qmcf)
 
     qmcf->db_keywords[i] = "gssencmode";
     qmcf->db_values[i++] = "disable";
+
+    /* manifests are stored as text and must come back byte-exact */
+    qmcf->db_keywords[i] = "client_encoding";
+    qmcf->db_values[i++] = "UTF8";
     qmcf->db_keywords[i] = NULL;
     qmcf->db_values[i] = NULL;
 

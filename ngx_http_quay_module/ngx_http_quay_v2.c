@@ -395,6 +395,17 @@ ngx_http_quay_v2_repo_done(ngx_http_request_t *r, ngx_http_quay_db_query_t *q)
 }
 
 
+ngx_http_quay_v2_ctx_t *
+ngx_http_quay_v2_get_ctx(ngx_http_request_t *r)
+{
+    ngx_http_quay_v2_route_t  *rt;
+
+    rt = ngx_http_get_module_ctx(r, ngx_http_quay_module);
+
+    return rt ? &rt->ctx : NULL;
+}
+
+
 ngx_uint_t
 ngx_http_quay_v2_may_pull(ngx_http_request_t *r, ngx_str_t *name)
 {

@@ -119,6 +119,9 @@ ngx_int_t ngx_http_quay_v2_catalog(ngx_http_request_t *r,
 /* ngx_http_quay_v2.c: sets Docker-Distribution-API-Version and friends */
 ngx_int_t ngx_http_quay_v2_common_headers(ngx_http_request_t *r);
 
+/* The route context of a /v2/ request, for callbacks that only have r. */
+ngx_http_quay_v2_ctx_t *ngx_http_quay_v2_get_ctx(ngx_http_request_t *r);
+
 /* 1 if the request's verified token grants pull on name (for mounts). */
 ngx_uint_t ngx_http_quay_v2_may_pull(ngx_http_request_t *r, ngx_str_t *name);
 
