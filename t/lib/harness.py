@@ -546,7 +546,8 @@ class Registry:
     # nginx processes
 
     def _cmd(self, *args, conf=None, prefix=None, error_log=None):
-        return [NGINX, "-p", prefix or self.prefix, "-c", conf or self.conf_path,
+        return [NGINX, "-p", prefix or self.prefix,
+                "-c", conf or self.conf_path,
                 "-e", error_log or self.error_log_path, *args]
 
     def start(self):
