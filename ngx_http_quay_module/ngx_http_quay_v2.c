@@ -130,7 +130,11 @@ ngx_http_quay_v2_handler(ngx_http_request_t *r)
     ctx->reference.len = ctx->path.ref_len;
 
     rc = ngx_http_quay_v2_route(r, rt);
-    if (rc != NGX_OK) {
+
+    /* a refusal may have been answered with NGX_OK (a HEAD request's
+     * header-only error): the handler tells what happened */
+
+    if (rt->handler == NULL) {
         return rc;
     }
 

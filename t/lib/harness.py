@@ -469,6 +469,7 @@ events {{
 
 http {{
     access_log {prefix}/access.log;
+    sendfile on;
 {temps}
     quay_config {config_path};
 {http_extra}

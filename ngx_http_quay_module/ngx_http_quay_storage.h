@@ -1,0 +1,194 @@
+/*
+ * Blob storage drivers: Quay's BaseStorageV2 (storage/basestorage.py) in
+ * nginx form.  A driver is a table of function pointers; a location of
+ * DISTRIBUTED_STORAGE_CONFIG picks its table by driver name, so an object
+ * storage driver slots in next to the filesystem one without the handlers
+ * changing.
+ *
+ * Keys follow Quay's layout (reference 4.3) below the location's
+ * storage_path:
+ *
+ *     sha256/<hex[0:2]>/<hex>     blobs (quay_digest_storage_path)
+ *     uploads/<uuid>              uploads in progress
+ *
+ * Conventions, for every function below:
+ *
+ *   - a synchronous function returns NGX_OK, NGX_DECLINED (no such
+ *     object) or NGX_ERROR (logged by the driver);
+ *   - an asynchronous one returns NGX_AGAIN when it started: op->handler
+ *     is then called exactly once, later, from the event loop (never from
+ *     inside the call), with op->rc set; or NGX_ERROR when it could not
+ *     start (logged; the handler is not called).  While an operation is
+ *     out the driver holds r->main->blocked, so the request (and every
+ *     buffer handed to the driver) stays alive; the caller must not start
+ *     a second operation on the same upload before the first completed;
+ *   - the uuid and the digest have been validated (quay_uuid_valid,
+ *     quay_digest_parse) before they reach a driver: no key is ever built
+ *     from unchecked input.
+ */
+
+#ifndef NGX_HTTP_QUAY_STORAGE_H
+#define NGX_HTTP_QUAY_STORAGE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "quay_config.h"
+#include "quay_digest.h"
+#include "quay_sha256.h"
+
+
+/* op->rc values besides NGX_OK and NGX_ERROR */
+#define NGX_HTTP_QUAY_STORAGE_MISSING  NGX_DECLINED  /* no such object */
+#define NGX_HTTP_QUAY_STORAGE_LOCKED   NGX_BUSY      /* another request
+                                                        holds the upload */
+
+
+typedef struct ngx_http_quay_storage_op_s  ngx_http_quay_storage_op_t;
+
+typedef void (*ngx_http_quay_storage_done_pt)(ngx_http_quay_storage_op_t *op);
+
+
+/* One asynchronous operation; owned by the caller (usually r->pool). */
+struct ngx_http_quay_storage_op_s {
+    ngx_http_request_t             *r;
+    ngx_http_quay_storage_done_pt   handler;
+    void                           *data;        /* the caller's */
+
+    ngx_int_t                       rc;          /* NGX_OK, NGX_ERROR,
+                                                    ..._MISSING, ..._LOCKED */
+    ngx_err_t                       err;         /* errno of a failure */
+};
+
+
+/* A blob opened for reading by open_read(), sent by send(). */
+typedef struct {
+    off_t                           size;
+    void                           *data;        /* the driver's, in
+                                                    r->pool */
+} ngx_http_quay_storage_object_t;
+
+
+/*
+ * An upload held by one request, from upload_begin()/upload_open() until
+ * the request ends (the driver releases it from an r->pool cleanup).
+ * The caller sets loc and uuid, and offset to the committed length (the
+ * blobupload row's byte_count) before the first write, flush or commit;
+ * the driver advances offset with each write.
+ */
+typedef struct {
+    const quay_storage_location_t  *loc;
+    ngx_str_t                       uuid;        /* canonical, 36 bytes */
+    off_t                           offset;      /* committed length when
+                                                    opened; advanced by
+                                                    each write */
+    void                           *data;        /* the driver's */
+} ngx_http_quay_storage_upload_t;
+
+
+typedef struct {
+    const char  *name;                           /* Quay's driver name */
+
+    /*
+     * Opens the blob d for reading and fills obj->size.  Synchronous (the
+     * filesystem driver opens and stats one file, as nginx's static
+     * module does; the descriptor is closed by an r->pool cleanup).
+     */
+    ngx_int_t  (*open_read)(ngx_http_request_t *r,
+                   const quay_storage_location_t *loc, const quay_digest_t *d,
+                   ngx_http_quay_storage_object_t *obj);
+
+    /*
+     * Sends obj as the response: sets Content-Length, sends the header the
+     * caller prepared (status, other headers, r->allow_ranges) and the
+     * body.  Returns what the output filter returned, for
+     * ngx_http_finalize_request().
+     */
+    ngx_int_t  (*send)(ngx_http_request_t *r,
+                   ngx_http_quay_storage_object_t *obj);
+
+    /* Creates an empty upload object and holds it (asynchronous). */
+    ngx_int_t  (*upload_begin)(ngx_http_quay_storage_upload_t *up,
+                   ngx_http_quay_storage_op_t *op);
+
+    /*
+     * Opens and holds an existing upload (asynchronous).  op->rc is
+     * ..._MISSING when there is none and ..._LOCKED when another request
+     * holds it: only one request at a time may write an upload.
+     */
+    ngx_int_t  (*upload_open)(ngx_http_quay_storage_upload_t *up,
+                   ngx_http_quay_storage_op_t *op);
+
+    /*
+     * Writes p[0..len-1] at up->offset and advances it (asynchronous).
+     * Before the first write, bytes past the committed length (left by a
+     * request that died) are dropped.  With hash not NULL the bytes are
+     * hashed into it on the way, off the event loop.  p and hash must stay
+     * valid until the handler runs.
+     */
+    ngx_int_t  (*upload_write)(ngx_http_quay_storage_upload_t *up,
+                   u_char *p, size_t len, quay_sha256_t *hash,
+                   ngx_http_quay_storage_op_t *op);
+
+    /*
+     * Makes what was written so far durable (asynchronous), before the
+     * caller records the new length: a length in the database always
+     * covers bytes that survive a crash.
+     */
+    ngx_int_t  (*upload_flush)(ngx_http_quay_storage_upload_t *up,
+                   ngx_http_quay_storage_op_t *op);
+
+    /*
+     * Makes the first size bytes of the upload the blob d (asynchronous):
+     * durable first (the filesystem driver truncates, fsyncs, renames into
+     * place and fsyncs the directory), so that a row committed afterwards
+     * never points at missing bytes.  An existing copy of the blob is
+     * replaced by the upload (same bytes), never trusted blindly.
+     */
+    ngx_int_t  (*upload_commit)(ngx_http_quay_storage_upload_t *up,
+                   off_t size, const quay_digest_t *d,
+                   ngx_http_quay_storage_op_t *op);
+
+    /*
+     * Lets go of a held upload now (synchronous; a no-op when nothing is
+     * held or an operation is out).  The caller calls it before it
+     * answers: the client's next request for the upload may arrive, on
+     * another connection or worker, before this request is freed.
+     */
+    void       (*upload_release)(ngx_http_quay_storage_upload_t *up);
+
+    /* Deletes an upload object, held or not (asynchronous). */
+    ngx_int_t  (*upload_abort)(ngx_http_quay_storage_upload_t *up,
+                   ngx_http_quay_storage_op_t *op);
+
+    /*
+     * A direct download URL for d, for drivers that have one; NGX_DECLINED
+     * when the blob must be sent through nginx (the filesystem driver).
+     */
+    ngx_int_t  (*presign)(ngx_http_request_t *r,
+                   const quay_storage_location_t *loc, const quay_digest_t *d,
+                   ngx_str_t *url);
+} ngx_http_quay_storage_driver_t;
+
+
+/* ngx_http_quay_storage_fs.c: LocalStorage */
+extern const ngx_http_quay_storage_driver_t  ngx_http_quay_storage_fs_driver;
+
+
+/* The driver of loc, or NULL when this build has none for it. */
+static ngx_inline const ngx_http_quay_storage_driver_t *
+ngx_http_quay_storage_driver(const quay_storage_location_t *loc)
+{
+    switch (loc->driver) {
+
+    case QUAY_STORAGE_LOCAL:
+        return &ngx_http_quay_storage_fs_driver;
+
+    default:
+        /* TODO(#5): S3Storage and RadosGWStorage */
+        return NULL;
+    }
+}
+
+#endif /* NGX_HTTP_QUAY_STORAGE_H */
