@@ -32,6 +32,7 @@
 #include "quay_password.h"
 #include "quay_reference.h"
 #include "ngx_http_quay_auth.h"
+#include "ngx_http_quay_throttle.h"
 #include "ngx_http_quay_v2.h"
 
 
@@ -76,6 +77,9 @@ static ngx_int_t ngx_http_quay_token_parse_scope(ngx_http_quay_token_ctx_t *t,
     ngx_str_t *value);
 static ngx_int_t ngx_http_quay_token_parse_basic(
     ngx_http_quay_token_ctx_t *t);
+static void ngx_http_quay_token_throttle_done(void *data,
+    ngx_int_t retry_after);
+static void ngx_http_quay_token_lookup_user(ngx_http_quay_token_ctx_t *t);
 static void ngx_http_quay_token_user_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
 static void ngx_http_quay_token_password_thread(void *data, ngx_log_t *log);
@@ -102,7 +106,6 @@ ngx_int_t
 ngx_http_quay_token_handler(ngx_http_request_t *r)
 {
     ngx_int_t                   rc;
-    ngx_http_quay_db_query_t   *q;
     ngx_http_quay_token_ctx_t  *t;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -160,10 +163,70 @@ ngx_http_quay_token_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
+    if (ngx_http_quay_throttle_check(r, &t->username,
+                                     ngx_http_quay_token_throttle_done, t)
+        != NGX_AGAIN)
+    {
+        ngx_http_quay_token_lookup_user(t);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_quay_token_throttle_done(void *data, ngx_int_t retry_after)
+{
+    ngx_http_quay_token_ctx_t  *t = data;
+
+    u_char            *p;
+    ngx_table_elt_t   *h;
+    ngx_connection_t  *c;
+
+    c = t->r->connection;
+
+    if (retry_after == 0) {
+        ngx_http_quay_token_lookup_user(t);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "quay: login for \"%V\" throttled for %i s",
+                  &t->username, retry_after);
+
+    p = ngx_pnalloc(t->r->pool, NGX_INT_T_LEN);
+    h = ngx_list_push(&t->r->headers_out.headers);
+
+    if (p == NULL || h == NULL) {
+        ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    h->value.data = p;
+    h->value.len = ngx_sprintf(p, "%i", retry_after) - p;
+
+    ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(t->r,
+                                      NGX_HTTP_QUAY_ERR_TOO_MANY_REQUESTS));
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_quay_token_lookup_user(ngx_http_quay_token_ctx_t *t)
+{
+    ngx_http_request_t        *r;
+    ngx_http_quay_db_query_t  *q;
+
+    r = t->r;
+
     q = ngx_http_quay_request_query(r, QUAY_SQL_AUTH_USER_BY_NAME);
     if (q == NULL) {
         ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return NGX_DONE;
+        return;
     }
 
     ngx_http_quay_db_param(q, 0, t->username.data, t->username.len);
@@ -175,8 +238,6 @@ ngx_http_quay_token_handler(ngx_http_request_t *r)
         ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(r,
                                           NGX_HTTP_QUAY_ERR_UNAVAILABLE));
     }
-
-    return NGX_DONE;
 }
 
 
@@ -544,11 +605,14 @@ ngx_http_quay_token_password_done(ngx_event_t *ev)
     if (t->password_rc != QUAY_OK) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "quay: failed login for user \"%V\"", &t->username);
+        ngx_http_quay_throttle_failed(t->r, &t->username);
         ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(t->r,
                                           NGX_HTTP_QUAY_ERR_INVALID_LOGIN));
         ngx_http_run_posted_requests(c);
         return;
     }
+
+    ngx_http_quay_throttle_succeeded(t->r, &t->username);
 
     t->superuser = ngx_http_quay_token_is_superuser(t->qmcf->config,
                                                     &t->username);
