@@ -33,6 +33,7 @@
 #include "quay_reference.h"
 #include "ngx_http_quay_auth.h"
 #include "ngx_http_quay_throttle.h"
+#include "ngx_http_quay_audit.h"
 #include "ngx_http_quay_v2.h"
 
 
@@ -606,6 +607,12 @@ ngx_http_quay_token_password_done(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "quay: failed login for user \"%V\"", &t->username);
         ngx_http_quay_throttle_failed(t->r, &t->username);
+
+        if (t->user_id.len) {
+            ngx_http_quay_audit(t->r, "login_failure", &t->user_id, NULL,
+                                NULL, NULL);
+        }
+
         ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(t->r,
                                           NGX_HTTP_QUAY_ERR_INVALID_LOGIN));
         ngx_http_run_posted_requests(c);
@@ -613,6 +620,8 @@ ngx_http_quay_token_password_done(ngx_event_t *ev)
     }
 
     ngx_http_quay_throttle_succeeded(t->r, &t->username);
+    ngx_http_quay_audit(t->r, "login_success", &t->user_id, &t->user_id,
+                        NULL, NULL);
 
     t->superuser = ngx_http_quay_token_is_superuser(t->qmcf->config,
                                                     &t->username);

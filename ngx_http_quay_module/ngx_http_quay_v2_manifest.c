@@ -42,6 +42,7 @@
 #include <openssl/evp.h>
 
 #include "ngx_http_quay_v2.h"
+#include "ngx_http_quay_audit.h"
 #include "quay_manifest.h"
 #include "quay_sha256.h"
 
@@ -119,6 +120,8 @@ static ngx_int_t ngx_http_quay_manifest_checked(ngx_http_request_t *r);
 static ngx_int_t ngx_http_quay_manifest_store(ngx_http_request_t *r);
 static void ngx_http_quay_manifest_store_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
+static void ngx_http_quay_manifest_audit(ngx_http_request_t *r,
+    const char *kind, ngx_str_t *digest);
 static ngx_int_t ngx_http_quay_manifest_stored(ngx_http_request_t *r,
     ngx_http_quay_manifest_put_t *put);
 static u_char *ngx_http_quay_manifest_array(ngx_pool_t *pool,
@@ -262,6 +265,10 @@ ngx_http_quay_manifest_get_done(ngx_http_request_t *r,
     r->headers_out.content_type_len = media_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
+    if (r->method == NGX_HTTP_GET) {
+        ngx_http_quay_manifest_audit(r, "pull_repo", &digest);
+    }
+
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
@@ -350,6 +357,7 @@ ngx_http_quay_manifest_delete_done(ngx_http_request_t *r,
                                           "the tag is immutable"));
 
     } else {
+        ngx_http_quay_manifest_audit(r, "delete_tag", NULL);
         rc = ngx_http_quay_manifest_send_empty(r, NGX_HTTP_ACCEPTED);
     }
 
@@ -1198,6 +1206,39 @@ ngx_http_quay_manifest_store_done(ngx_http_request_t *r,
 }
 
 
+/*
+ * Quay's audit rows for a manifest: pull_repo, push_repo, delete_tag, with
+ * the reference and the digest as metadata (both follow the OCI grammar,
+ * so they need no JSON escaping).
+ */
+
+static void
+ngx_http_quay_manifest_audit(ngx_http_request_t *r, const char *kind,
+    ngx_str_t *digest)
+{
+    ngx_str_t                meta;
+    ngx_http_quay_v2_ctx_t  *ctx;
+
+    ctx = ngx_http_quay_manifest_ctx(r);
+
+    meta.len = sizeof("{\"reference\":\"\",\"manifest_digest\":\"\"}")
+               + ctx->reference.len + (digest ? digest->len : 0);
+    meta.data = ngx_pnalloc(r->pool, meta.len);
+    if (meta.data == NULL) {
+        return;
+    }
+
+    meta.len = ngx_sprintf(meta.data,
+                           "{\"reference\":\"%V\",\"manifest_digest\":\"%V\"}",
+                           &ctx->reference,
+                           digest ? digest : &ctx->reference)
+               - meta.data;
+
+    ngx_http_quay_audit(r, kind, NULL, &ctx->user_id, &ctx->repository_id,
+                        &meta);
+}
+
+
 /* 201 with Location, Docker-Content-Digest, OCI-Subject and OCI-Tag. */
 
 static ngx_int_t
@@ -1264,6 +1305,8 @@ ngx_http_quay_manifest_stored(ngx_http_request_t *r,
             }
         }
     }
+
+    ngx_http_quay_manifest_audit(r, "push_repo", &put->digest_text);
 
     return ngx_http_quay_manifest_send_empty(r, NGX_HTTP_CREATED);
 }

@@ -1,0 +1,24 @@
+/*
+ * The audit log: logentry rows written off the request path.  See the
+ * design paragraph in ngx_http_quay_audit.c.
+ */
+
+#ifndef NGX_HTTP_QUAY_AUDIT_H
+#define NGX_HTTP_QUAY_AUDIT_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/*
+ * Queues one logentry row.  kind is a logentrykind name; account_id,
+ * performer_id and repository_id are decimal text or empty (NULL);
+ * metadata is a JSON object text or empty.  Never fails the request: a
+ * row that cannot be written is logged at WARN.
+ */
+void ngx_http_quay_audit(ngx_http_request_t *r, const char *kind,
+    ngx_str_t *account_id, ngx_str_t *performer_id,
+    ngx_str_t *repository_id, ngx_str_t *metadata);
+
+#endif /* NGX_HTTP_QUAY_AUDIT_H */
