@@ -36,6 +36,7 @@ static ngx_int_t ngx_http_quay_throttle_key(ngx_http_request_t *r,
     ngx_str_t *user, ngx_str_t *key);
 static void ngx_http_quay_throttle_get_done(void *data, redisReply *reply);
 static void ngx_http_quay_throttle_ttl_done(void *data, redisReply *reply);
+static void ngx_http_quay_throttle_counted(void *data, redisReply *reply);
 static void ngx_http_quay_throttle_cleanup(void *data);
 static void ngx_http_quay_throttle_ignore(void *data, redisReply *reply);
 static void ngx_http_quay_throttle_send(ngx_http_request_t *r,
@@ -150,20 +151,67 @@ ngx_http_quay_throttle_ttl_done(void *data, redisReply *reply)
 }
 
 
-void
-ngx_http_quay_throttle_failed(ngx_http_request_t *r, ngx_str_t *user)
+ngx_int_t
+ngx_http_quay_throttle_failed(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_http_quay_throttle_done_pt done, void *data)
 {
-    ngx_str_t  key;
+    const char                 *argv[3];
+    size_t                      argvlen[3];
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_quay_throttle_t   *th;
+    ngx_http_quay_main_conf_t  *qmcf;
 
-    if (ngx_http_quay_throttle_key(r, user, &key) != NGX_OK) {
-        return;
+    qmcf = ngx_http_get_module_main_conf(r, ngx_http_quay_module);
+
+    th = ngx_pcalloc(r->pool, sizeof(ngx_http_quay_throttle_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (th == NULL || cln == NULL
+        || ngx_http_quay_throttle_key(r, user, &th->key) != NGX_OK)
+    {
+        return NGX_DECLINED;
     }
 
-    /* the window restarts with each failure: a guesser stays slowed */
+    th->r = r;
+    th->done = done;
+    th->data = data;
 
-    ngx_http_quay_throttle_send(r, "INCR", &key, NULL);
-    ngx_http_quay_throttle_send(r, "EXPIRE", &key,
-                                NGX_HTTP_QUAY_THROTTLE_WINDOW_TEXT);
+    /*
+     * The answer waits for the count: the client's next try may reach
+     * another nginx worker, with its own Redis connection, and must see
+     * this failure.  The window restarts with each failure.
+     */
+
+    ngx_http_quay_throttle_send(r, "INCR", &th->key, NULL);
+
+    argv[0] = "EXPIRE";
+    argvlen[0] = 6;
+    argv[1] = (char *) th->key.data;
+    argvlen[1] = th->key.len;
+    argv[2] = NGX_HTTP_QUAY_THROTTLE_WINDOW_TEXT;
+    argvlen[2] = sizeof(NGX_HTTP_QUAY_THROTTLE_WINDOW_TEXT) - 1;
+
+    th->cmd = ngx_http_quay_redis_command(qmcf,
+                                          ngx_http_quay_throttle_counted,
+                                          th, 3, argv, argvlen);
+    if (th->cmd == NULL) {
+        return NGX_DECLINED;
+    }
+
+    cln->handler = ngx_http_quay_throttle_cleanup;
+    cln->data = th;
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_quay_throttle_counted(void *data, redisReply *reply)
+{
+    ngx_http_quay_throttle_t  *th = data;
+
+    th->cmd = NULL;
+    th->done(th->data, 0);
 }
 
 

@@ -30,8 +30,10 @@ typedef void (*ngx_http_quay_throttle_done_pt)(void *data,
 ngx_int_t ngx_http_quay_throttle_check(ngx_http_request_t *r,
     ngx_str_t *user, ngx_http_quay_throttle_done_pt done, void *data);
 
-/* Counts a failed login; fire and forget. */
-void ngx_http_quay_throttle_failed(ngx_http_request_t *r, ngx_str_t *user);
+/* Counts a failed login.  NGX_AGAIN: done() is called once Redis has
+ * counted it; NGX_DECLINED: Redis is unavailable, nothing was counted. */
+ngx_int_t ngx_http_quay_throttle_failed(ngx_http_request_t *r,
+    ngx_str_t *user, ngx_http_quay_throttle_done_pt done, void *data);
 
 /* Clears the count after a successful login; fire and forget. */
 void ngx_http_quay_throttle_succeeded(ngx_http_request_t *r,

@@ -81,6 +81,8 @@ static ngx_int_t ngx_http_quay_token_parse_basic(
 static void ngx_http_quay_token_throttle_done(void *data,
     ngx_int_t retry_after);
 static void ngx_http_quay_token_lookup_user(ngx_http_quay_token_ctx_t *t);
+static void ngx_http_quay_token_login_failed(void *data,
+    ngx_int_t unused);
 static void ngx_http_quay_token_user_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
 static void ngx_http_quay_token_password_thread(void *data, ngx_log_t *log);
@@ -212,6 +214,23 @@ ngx_http_quay_token_throttle_done(void *data, ngx_int_t retry_after)
 
     ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(t->r,
                                       NGX_HTTP_QUAY_ERR_TOO_MANY_REQUESTS));
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* 401 once the failure is counted (or could not be). */
+
+static void
+ngx_http_quay_token_login_failed(void *data, ngx_int_t unused)
+{
+    ngx_http_quay_token_ctx_t  *t = data;
+
+    ngx_connection_t  *c;
+
+    c = t->r->connection;
+
+    ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(t->r,
+                                      NGX_HTTP_QUAY_ERR_INVALID_LOGIN));
     ngx_http_run_posted_requests(c);
 }
 
@@ -606,16 +625,20 @@ ngx_http_quay_token_password_done(ngx_event_t *ev)
     if (t->password_rc != QUAY_OK) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "quay: failed login for user \"%V\"", &t->username);
-        ngx_http_quay_throttle_failed(t->r, &t->username);
 
         if (t->user_id.len) {
             ngx_http_quay_audit(t->r, "login_failure", &t->user_id, NULL,
                                 NULL, NULL);
         }
 
-        ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(t->r,
-                                          NGX_HTTP_QUAY_ERR_INVALID_LOGIN));
-        ngx_http_run_posted_requests(c);
+        if (ngx_http_quay_throttle_failed(t->r, &t->username,
+                                          ngx_http_quay_token_login_failed,
+                                          t)
+            != NGX_AGAIN)
+        {
+            ngx_http_quay_token_login_failed(t, 0);
+        }
+
         return;
     }
 
