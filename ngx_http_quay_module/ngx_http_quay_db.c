@@ -40,6 +40,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_quay_db.h"
+#include "ngx_http_quay_metrics.h"
 
 
 typedef enum {
@@ -277,6 +278,8 @@ ngx_http_quay_db_query_run(ngx_http_quay_main_conf_t *qmcf,
                       pool->nwaiting);
         return NGX_ERROR;
     }
+
+    ngx_http_quay_metrics_inc(NGX_HTTP_QUAY_METRIC_DB_WAITS);
 
     ngx_queue_insert_tail(&pool->waiting, &q->queue);
     pool->nwaiting++;
@@ -875,6 +878,10 @@ ngx_http_quay_db_query_finish(ngx_http_quay_db_query_t *q, ngx_int_t rc,
     q->error = error;
     q->running = 0;
     q->done = 1;
+
+    if (rc != NGX_OK) {
+        ngx_http_quay_metrics_inc(NGX_HTTP_QUAY_METRIC_DB_ERRORS);
+    }
 
     if (q->wait_timer.timer_set) {
         ngx_del_timer(&q->wait_timer);

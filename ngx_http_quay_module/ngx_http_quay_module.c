@@ -21,6 +21,7 @@
 #include "ngx_http_quay_db.h"
 #include "ngx_http_quay_redis.h"
 #include "ngx_http_quay_auth.h"
+#include "ngx_http_quay_metrics.h"
 
 
 static void *ngx_http_quay_create_main_conf(ngx_conf_t *cf);
@@ -32,6 +33,9 @@ static char *ngx_http_quay_config(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_quay_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_quay_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_quay_postconfiguration(ngx_conf_t *cf);
 static void ngx_http_quay_config_report(void *ctx, bool is_error,
     const char *key, unsigned line, const char *msg);
 static void ngx_http_quay_config_cleanup(void *data);
@@ -61,6 +65,13 @@ static ngx_command_t  ngx_http_quay_commands[] = {
     { ngx_string("quay_registry"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_quay_registry,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("quay_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_quay_metrics,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -120,7 +131,7 @@ static ngx_command_t  ngx_http_quay_commands[] = {
 
 static ngx_http_module_t  ngx_http_quay_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_quay_postconfiguration,       /* postconfiguration */
 
     ngx_http_quay_create_main_conf,        /* create main configuration */
     ngx_http_quay_init_main_conf,          /* init main configuration */
@@ -231,6 +242,7 @@ ngx_http_quay_create_loc_conf(ngx_conf_t *cf)
     }
 
     qlcf->registry = NGX_CONF_UNSET;
+    qlcf->metrics = NGX_CONF_UNSET;
 
     return qlcf;
 }
@@ -243,6 +255,7 @@ ngx_http_quay_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_quay_loc_conf_t  *conf = child;
 
     ngx_conf_merge_value(conf->registry, prev->registry, 0);
+    ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
 
     return NGX_CONF_OK;
 }
@@ -293,6 +306,10 @@ ngx_http_quay_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (ngx_http_quay_redis_params(cf, qmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_quay_metrics_conf(cf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -568,6 +585,48 @@ ngx_http_quay_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_quay_router_handler;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_quay_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_quay_loc_conf_t  *qlcf = conf;
+
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_quay_main_conf_t  *qmcf;
+
+    if (qlcf->metrics != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    qmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_quay_module);
+
+    if (qmcf->config == NULL) {
+        return "requires \"quay_config\" earlier in the http block";
+    }
+
+    qlcf->metrics = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_quay_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_quay_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_quay_main_conf_t  *qmcf;
+
+    qmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_quay_module);
+
+    if (qmcf->config == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_quay_metrics_postconfiguration(cf);
 }
 
 

@@ -54,6 +54,7 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                  registry;    /* quay_registry */
+    ngx_flag_t                  metrics;     /* quay_metrics */
 } ngx_http_quay_loc_conf_t;
 
 
