@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "worker.h"
+#include "worker_metrics.h"
 
 
 #define WORKER_MAX_RETRIES_SHIFT   5      /* Quay's default retries */
@@ -943,6 +944,7 @@ worker_job_give_back(worker_job_t *job, const char *why)
 {
     PQclear(worker_job_record(job, WORKER_STMT_RELEASE,
                               job->error[0] ? job->error : NULL, NULL));
+    worker_metrics_inc(WORKER_METRIC_GIVEN_BACK);
     worker_log(WORKER_LOG_INFO, "given back reason=%s retries=%d", why,
                job->retries_remaining);
 }
@@ -975,6 +977,8 @@ worker_job_retry(worker_job_t *job)
         worker_job_error(job, "transient failure");
     }
 
+    worker_metrics_inc(WORKER_METRIC_RETRIED);
+
     res = worker_job_record(job, WORKER_STMT_RETRY, backoff_s, job->error);
     if (res != NULL && PQntuples(res) == 1) {
         const char  *state = PQgetvalue(res, 0, 1);
@@ -1000,6 +1004,7 @@ worker_job_fail(worker_job_t *job)
         worker_job_error(job, "failed");
     }
     PQclear(worker_job_record(job, WORKER_STMT_FAIL, job->error, NULL));
+    worker_metrics_inc(WORKER_METRIC_FAILED);
     worker_log(WORKER_LOG_ERR, "failed error=\"%s\"", job->error);
 }
 
@@ -1015,6 +1020,10 @@ worker_job_process(worker_t *w, worker_job_t *job)
     double               start = worker_monotonic();
 
     worker_log_job_id = job->id;
+    worker_metrics_inc(WORKER_METRIC_CLAIMED);
+    if (job->reclaimed) {
+        worker_metrics_inc(WORKER_METRIC_LEASE_EXPIRED);
+    }
     worker_log(WORKER_LOG_INFO, "claimed retries=%d%s",
                job->retries_remaining,
                job->reclaimed ? " reclaimed=yes" : "");
@@ -1045,6 +1054,7 @@ worker_job_process(worker_t *w, worker_job_t *job)
 
     case WORKER_JOB_DONE:
         PQclear(worker_job_record(job, WORKER_STMT_COMPLETE, NULL, NULL));
+        worker_metrics_inc(WORKER_METRIC_DONE);
         worker_log(WORKER_LOG_INFO, "done ms=%.0f",
                    (worker_monotonic() - start) * 1000);
         break;
@@ -1085,6 +1095,17 @@ done:
 }
 
 
+/* Writes the metrics textfile; a failure is a warning, never fatal. */
+static void
+worker_metrics_flush(void)
+{
+    if (worker_metrics_write() != 0) {
+        worker_log(WORKER_LOG_WARN, "cannot write the metrics textfile"
+                   " error=\"%s\"", strerror(errno));
+    }
+}
+
+
 /* Command line and main loop ---------------------------------------------- */
 
 static void
@@ -1092,7 +1113,8 @@ worker_usage(const worker_def_t *def, FILE *out)
 {
     fprintf(out,
             "usage: %s --config FILE [--once] [--verbose] [--lease SECONDS]\n"
-            "       [--poll SECONDS] [--retry-base SECONDS]%s%s\n",
+            "       [--poll SECONDS] [--retry-base SECONDS]"
+            " [--metrics-textfile PATH]%s%s\n",
             def->name, def->usage ? "\n       " : "",
             def->usage ? def->usage : "");
 }
@@ -1141,6 +1163,11 @@ worker_parse_args(worker_t *w, int argc, char **argv, bool *help)
         }
         if (strcmp(a, "--config") == 0 && v != NULL) {
             w->config_path = v;
+            i++;
+            continue;
+        }
+        if (strcmp(a, "--metrics-textfile") == 0 && v != NULL) {
+            worker_metrics_init(v, def->name);
             i++;
             continue;
         }
@@ -1306,6 +1333,7 @@ worker_main(int argc, char **argv, const worker_def_t *def)
                 status = 1;
                 break;
             }
+            worker_metrics_flush();
             continue;
         }
 
@@ -1348,6 +1376,7 @@ worker_main(int argc, char **argv, const worker_def_t *def)
             worker_log(WORKER_LOG_INFO, "queue empty, exiting (--once)");
             break;
         }
+        worker_metrics_flush();
         worker_log(WORKER_LOG_DEBUG, "idle");
         (void) worker_sleep(w.poll_s * (0.8 + 0.4 * worker_random()));
     }
@@ -1356,6 +1385,8 @@ worker_main(int argc, char **argv, const worker_def_t *def)
         worker_log(WORKER_LOG_INFO, "shutting down signal=%d",
                    (int) worker_shutdown_signal);
     }
+
+    worker_metrics_flush();
 
 done:
     if (def->cleanup != NULL) {

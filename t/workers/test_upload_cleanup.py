@@ -245,3 +245,24 @@ def test_two_workers_together_clean_each_upload_exactly_once(env):
     assert sorted(cleaned) == sorted(uploads)
     assert all(not env.upload_path(u).exists() for u in uploads)
     assert env.jobs() == []
+
+
+def test_metrics_textfile_counts_the_jobs(env, tmp_path):
+    """--metrics-textfile writes node_exporter's textfile format (issue
+    #6, worker counters)."""
+    env.add("3 days")
+    env.add("4 days")
+    prom = tmp_path / "quay-upload-cleanup.prom"
+    rc, log = env.run("--metrics-textfile", str(prom))
+    assert rc == 0, log
+    values = {}
+    for line in prom.read_text().splitlines():
+        if not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name.split("{")[0]] = int(value)
+            assert 'worker="quay-upload-cleanup"' in name
+    assert values["quay_worker_jobs_claimed_total"] == 2
+    assert values["quay_worker_jobs_done_total"] == 2
+    assert values["quay_worker_jobs_failed_total"] == 0
+    assert values["quay_worker_lease_expiries_total"] == 0
+    assert not list(tmp_path.glob("*.tmp"))
