@@ -34,6 +34,11 @@ typedef struct {
 
 static ngx_int_t ngx_http_quay_throttle_key(ngx_http_request_t *r,
     ngx_str_t *user, ngx_str_t *key);
+static ngx_int_t ngx_http_quay_throttle_start(ngx_http_request_t *r,
+    ngx_str_t *user, ngx_http_quay_throttle_done_pt done, void *data,
+    const char *cmd, const char *arg, ngx_http_quay_redis_done_pt reply);
+static ngx_int_t ngx_http_quay_throttle_command(ngx_http_quay_throttle_t *th,
+    const char *cmd, const char *arg, ngx_http_quay_redis_done_pt reply);
 static void ngx_http_quay_throttle_get_done(void *data, redisReply *reply);
 static void ngx_http_quay_throttle_ttl_done(void *data, redisReply *reply);
 static void ngx_http_quay_throttle_counted(void *data, redisReply *reply);
@@ -47,13 +52,24 @@ ngx_int_t
 ngx_http_quay_throttle_check(ngx_http_request_t *r, ngx_str_t *user,
     ngx_http_quay_throttle_done_pt done, void *data)
 {
-    const char                 *argv[2];
-    size_t                      argvlen[2];
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_quay_throttle_t   *th;
-    ngx_http_quay_main_conf_t  *qmcf;
+    return ngx_http_quay_throttle_start(r, user, done, data, "GET", NULL,
+                                        ngx_http_quay_throttle_get_done);
+}
 
-    qmcf = ngx_http_get_module_main_conf(r, ngx_http_quay_module);
+
+/*
+ * Sends "cmd key [arg]" for a request and calls reply(th, ...) with the
+ * answer; the request's pool cleanup cancels the wait.  NGX_AGAIN, or
+ * NGX_DECLINED when Redis is not there (nothing will be called).
+ */
+
+static ngx_int_t
+ngx_http_quay_throttle_start(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_http_quay_throttle_done_pt done, void *data, const char *cmd,
+    const char *arg, ngx_http_quay_redis_done_pt reply)
+{
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_quay_throttle_t  *th;
 
     th = ngx_pcalloc(r->pool, sizeof(ngx_http_quay_throttle_t));
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -68,16 +84,7 @@ ngx_http_quay_throttle_check(ngx_http_request_t *r, ngx_str_t *user,
     th->done = done;
     th->data = data;
 
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = (char *) th->key.data;
-    argvlen[1] = th->key.len;
-
-    th->cmd = ngx_http_quay_redis_command(qmcf,
-                                          ngx_http_quay_throttle_get_done,
-                                          th, 2, argv, argvlen);
-    if (th->cmd == NULL) {
-        /* no Redis configured or reachable: fail open */
+    if (ngx_http_quay_throttle_command(th, cmd, arg, reply) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -88,15 +95,42 @@ ngx_http_quay_throttle_check(ngx_http_request_t *r, ngx_str_t *user,
 }
 
 
+static ngx_int_t
+ngx_http_quay_throttle_command(ngx_http_quay_throttle_t *th, const char *cmd,
+    const char *arg, ngx_http_quay_redis_done_pt reply)
+{
+    int                         argc;
+    const char                 *argv[3];
+    size_t                      argvlen[3];
+    ngx_http_quay_main_conf_t  *qmcf;
+
+    qmcf = ngx_http_get_module_main_conf(th->r, ngx_http_quay_module);
+
+    argv[0] = cmd;
+    argvlen[0] = ngx_strlen(cmd);
+    argv[1] = (char *) th->key.data;
+    argvlen[1] = th->key.len;
+    argc = 2;
+
+    if (arg != NULL) {
+        argv[2] = arg;
+        argvlen[2] = ngx_strlen(arg);
+        argc = 3;
+    }
+
+    th->cmd = ngx_http_quay_redis_command(qmcf, reply, th, argc, argv,
+                                          argvlen);
+
+    return th->cmd ? NGX_OK : NGX_ERROR;
+}
+
+
 static void
 ngx_http_quay_throttle_get_done(void *data, redisReply *reply)
 {
     ngx_http_quay_throttle_t  *th = data;
 
-    const char                 *argv[2];
-    size_t                      argvlen[2];
-    ngx_int_t                   n;
-    ngx_http_quay_main_conf_t  *qmcf;
+    ngx_int_t  n;
 
     th->cmd = NULL;
 
@@ -115,17 +149,10 @@ ngx_http_quay_throttle_get_done(void *data, redisReply *reply)
         return;
     }
 
-    qmcf = ngx_http_get_module_main_conf(th->r, ngx_http_quay_module);
-
-    argv[0] = "TTL";
-    argvlen[0] = 3;
-    argv[1] = (char *) th->key.data;
-    argvlen[1] = th->key.len;
-
-    th->cmd = ngx_http_quay_redis_command(qmcf,
-                                          ngx_http_quay_throttle_ttl_done,
-                                          th, 2, argv, argvlen);
-    if (th->cmd == NULL) {
+    if (ngx_http_quay_throttle_command(th, "TTL", NULL,
+                                       ngx_http_quay_throttle_ttl_done)
+        != NGX_OK)
+    {
         th->done(th->data, NGX_HTTP_QUAY_THROTTLE_WINDOW);
     }
 }
@@ -155,53 +182,24 @@ ngx_int_t
 ngx_http_quay_throttle_failed(ngx_http_request_t *r, ngx_str_t *user,
     ngx_http_quay_throttle_done_pt done, void *data)
 {
-    const char                 *argv[3];
-    size_t                      argvlen[3];
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_quay_throttle_t   *th;
-    ngx_http_quay_main_conf_t  *qmcf;
+    ngx_str_t  key;
 
-    qmcf = ngx_http_get_module_main_conf(r, ngx_http_quay_module);
-
-    th = ngx_pcalloc(r->pool, sizeof(ngx_http_quay_throttle_t));
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-
-    if (th == NULL || cln == NULL
-        || ngx_http_quay_throttle_key(r, user, &th->key) != NGX_OK)
-    {
+    if (ngx_http_quay_throttle_key(r, user, &key) != NGX_OK) {
         return NGX_DECLINED;
     }
-
-    th->r = r;
-    th->done = done;
-    th->data = data;
 
     /*
      * The answer waits for the count: the client's next try may reach
      * another nginx worker, with its own Redis connection, and must see
-     * this failure.  The window restarts with each failure.
+     * this failure.  Redis answers in order, so the EXPIRE's reply means
+     * the INCR is done.  The window restarts with each failure.
      */
 
-    ngx_http_quay_throttle_send(r, "INCR", &th->key, NULL);
+    ngx_http_quay_throttle_send(r, "INCR", &key, NULL);
 
-    argv[0] = "EXPIRE";
-    argvlen[0] = 6;
-    argv[1] = (char *) th->key.data;
-    argvlen[1] = th->key.len;
-    argv[2] = NGX_HTTP_QUAY_THROTTLE_WINDOW_TEXT;
-    argvlen[2] = sizeof(NGX_HTTP_QUAY_THROTTLE_WINDOW_TEXT) - 1;
-
-    th->cmd = ngx_http_quay_redis_command(qmcf,
-                                          ngx_http_quay_throttle_counted,
-                                          th, 3, argv, argvlen);
-    if (th->cmd == NULL) {
-        return NGX_DECLINED;
-    }
-
-    cln->handler = ngx_http_quay_throttle_cleanup;
-    cln->data = th;
-
-    return NGX_AGAIN;
+    return ngx_http_quay_throttle_start(r, user, done, data, "EXPIRE",
+                                        NGX_HTTP_QUAY_THROTTLE_WINDOW_TEXT,
+                                        ngx_http_quay_throttle_counted);
 }
 
 
