@@ -107,3 +107,46 @@ def start_registry(build, pg, redis, tmp_root):
 @pytest.fixture(scope="module")
 def registry(start_registry):
     return start_registry()
+
+
+# ------------------------------------------------------------ Ceph RGW (S3)
+
+import os  # noqa: E402
+
+import rgw as rgw_harness  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def rgw(request, tmp_root):
+    """A single-node Ceph RADOS Gateway (t/lib/rgw.py): .endpoint .host
+    .port .access_key .secret_key .region .create_bucket(name) .s3(...)
+    .list_objects(bucket) .stop_gateway() .start_gateway() .timings.
+
+    The Ceph packages are installed on first use (as root).  Only when they
+    cannot be installed is the test skipped, with the reason; set
+    QUAY_TEST_REQUIRE_RGW=1 to make that a failure too.  Anything else
+    that goes wrong fails the test."""
+    try:
+        installed = rgw_harness.ensure_installed()
+    except rgw_harness.RgwUnavailable as e:
+        msg = f"Ceph RGW cannot be installed here: {e}"
+        if os.environ.get("QUAY_TEST_REQUIRE_RGW", "") not in ("", "0"):
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    try:
+        server = rgw_harness.Rgw(tmp_root.mkdir("rgw"))
+    except harness.HarnessError as e:
+        pytest.fail(f"Ceph RGW did not start: {e}", pytrace=False)
+    server.timings["install"] = installed
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(
+                f"\nrgw: {server.endpoint} up in "
+                f"{server.timings['start']:.1f} s"
+                + (f" (Ceph packages installed in {installed:.1f} s)"
+                   if installed else ""))
+    yield server
+    server.stop()

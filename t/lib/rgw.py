@@ -1,0 +1,472 @@
+"""A single-node Ceph RADOS Gateway for the S3 tests: one monitor, one OSD
+on memstore and radosgw (beast frontend), all on 127.0.0.1 under one
+directory, following platform-notes.md ("S3-compatible storage for tests").
+
+The Ceph packages are not part of tools/setup: ensure_installed() installs
+them (apt-get, as root, ~25-70 s) the first time a test asks for RGW, so a
+`make test` with no S3 test in it never pays for them.  It raises
+RgwUnavailable only when they cannot be installed (not root, apt
+unreachable); every other problem is a HarnessError, which the `rgw`
+fixture turns into a failure, never a skip.
+
+    rgw = Rgw(tmp_root.mkdir("rgw"))      # starts mon, osd, radosgw
+    rgw.endpoint, rgw.host, rgw.port       # http://127.0.0.1:PORT
+    rgw.access_key, rgw.secret_key, rgw.region
+    rgw.create_bucket("name")              # signed PUT /name, 200
+    rgw.s3("GET", "/name", query={"list-type": "2"})  # signed request
+    rgw.list_objects("name")               # keys (ListObjectsV2)
+    rgw.stop_gateway(); rgw.start_gateway()  # radosgw only (outage tests)
+    rgw.stop()                             # everything, idempotent
+
+The requests rgw.s3() makes are signed by a small SigV4 implementation in
+this file (sigv4_authorization), independent of lib/quay_sigv4.c, so the
+harness can set up and inspect storage without trusting the code under
+test.  Daemons are started like the other servers in harness.py: own
+session, parent-death signal, registered for stopping at exit.
+"""
+
+import datetime
+import fcntl
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.parse
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import requests
+
+import harness
+from harness import HarnessError
+
+
+PACKAGES = ("radosgw", "ceph-mon", "ceph-osd", "ceph-common")
+BINARIES = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph",
+            "monmaptool")
+
+ACCESS_KEY = "QUAYTESTACCESSKEY001"
+SECRET_KEY = "quay-test-secret-key-0123456789abcdefghij"
+REGION = "us-east-1"            # RGW does not enforce it (platform-notes)
+
+S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+# Seconds spent in the last ensure_installed() that ran apt-get (0 when the
+# packages were already there); reported by the fixture.
+install_seconds = 0.0
+
+
+class RgwUnavailable(Exception):
+    """The Ceph packages are missing and cannot be installed here."""
+
+
+# ------------------------------------------------------------- installation
+
+def missing_binaries():
+    return [b for b in BINARIES if shutil.which(b) is None]
+
+
+def ensure_installed():
+    """Installs the Ceph packages when a binary is missing; returns the
+    seconds spent installing (0 if nothing was needed).  Raises
+    RgwUnavailable when they cannot be installed."""
+    global install_seconds
+
+    if not missing_binaries():
+        return 0.0
+    if not harness.IS_ROOT:
+        raise RgwUnavailable(
+            f"Ceph RGW binaries missing ({', '.join(missing_binaries())}) "
+            f"and not root: install {' '.join(PACKAGES)} "
+            "(apt-get install --no-install-recommends)")
+    harness.BUILD.mkdir(exist_ok=True)
+    started = time.monotonic()
+    # One installer at a time among concurrent test sessions; dpkg's own
+    # lock is waited for too (other apt users on the machine).
+    with open(harness.BUILD / ".harness-ceph-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if missing_binaries():
+            _apt_install()
+    install_seconds = time.monotonic() - started
+    if missing_binaries():
+        raise RgwUnavailable("apt-get installed the Ceph packages but "
+                             f"{', '.join(missing_binaries())} still "
+                             "missing")
+    return install_seconds
+
+
+def _apt_install():
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "-q", "install",
+               "-y", "--no-install-recommends", *PACKAGES]
+    attempts = []
+    for cmd in (install,
+                ["apt-get", "-o", "DPkg::Lock::Timeout=300", "-q",
+                 "update"],
+                install):
+        try:
+            p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise RgwUnavailable(f"{' '.join(cmd)}: {e}") from e
+        attempts.append((cmd, p))
+        if cmd is install and p.returncode == 0:
+            return
+    out = "\n".join(f"$ {' '.join(c)} -> exit {p.returncode}\n"
+                    + "\n".join(p.stdout.splitlines()[-15:])
+                    for c, p in attempts)
+    raise RgwUnavailable(f"cannot install {' '.join(PACKAGES)}:\n{out}")
+
+
+# -------------------------------------------------------------------- SigV4
+
+def _hmac(key, text):
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def s3_quote(text, keep_slash=True):
+    """URI-encodes the S3 way (RFC 3986 unreserved stay, %XX uppercase)."""
+    return urllib.parse.quote(text, safe="-_.~" + ("/" if keep_slash
+                                                   else ""))
+
+
+def canonical_query(query):
+    """query: dict or list of (name, value) pairs, raw; returns the sorted,
+    encoded query string (a name without value is written name=)."""
+    items = query.items() if isinstance(query, dict) else (query or [])
+    pairs = sorted((s3_quote(str(k), False), s3_quote(str(v), False))
+                   for k, v in items)
+    return "&".join(f"{k}={v}" for k, v in pairs)
+
+
+def sigv4_authorization(method, path, query, headers, payload_hash,
+                        access_key, secret_key, region, amz_date,
+                        service="s3"):
+    """The Authorization header value for a request whose headers (a dict,
+    including host and x-amz-date) are all signed."""
+    names = sorted(h.lower() for h in headers)
+    values = {k.lower(): " ".join(str(v).split()) for k, v in
+              headers.items()}
+    canonical = "\n".join([
+        method, s3_quote(path), canonical_query(query),
+        "".join(f"{n}:{values[n]}\n" for n in names),
+        ";".join(names), payload_hash])
+    date = amz_date[:8]
+    scope = f"{date}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                         hashlib.sha256(canonical.encode()).hexdigest()])
+    key = _hmac(("AWS4" + secret_key).encode(), date)
+    for part in (region, service, "aws4_request"):
+        key = _hmac(key, part)
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={signature}")
+
+
+def amz_now(offset=0):
+    """The current UTC time (plus offset seconds) as YYYYMMDDTHHMMSSZ."""
+    t = datetime.datetime.now(datetime.timezone.utc) + \
+        datetime.timedelta(seconds=offset)
+    return t.strftime("%Y%m%dT%H%M%SZ")
+
+
+def s3_error_code(response):
+    """The <Code> of an S3 error body, or '' when there is none."""
+    m = re.search(rb"<Code>([^<]*)</Code>", response.content or b"")
+    return m.group(1).decode() if m else ""
+
+
+# ---------------------------------------------------------------------- RGW
+
+class Rgw:
+    """A throw-away Ceph cluster with radosgw on 127.0.0.1:port and one S3
+    user (access_key, secret_key).  Started by the constructor; timings
+    holds the seconds each phase took ("mon", "osd", "user", "gateway",
+    "start" = all of them).  The OSD keeps objects in memory (memstore),
+    at most memstore_bytes; the cluster's files and logs are in dirpath
+    (log/ has mon.a.log, osd.0.log, client.rgw.log)."""
+
+    def __init__(self, dirpath, access_key=ACCESS_KEY, secret_key=SECRET_KEY,
+                 region=REGION, memstore_bytes=4 << 30):
+        missing = missing_binaries()
+        if missing:
+            raise HarnessError(f"Ceph binaries missing: {missing} "
+                               "(call rgw.ensure_installed() first)")
+        self.dir = Path(dirpath)
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.region = region
+        self.memstore_bytes = int(memstore_bytes)
+        self.fsid = str(uuid.uuid4())
+        self.mon_port = harness.free_port()
+        self.port = harness.free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.endpoint = f"http://{self.host}"
+        self.conf_path = self.dir / "ceph.conf"
+        self.log_dir = self.dir / "log"
+        self.run_dir = self.dir / "run"
+        self.mon_proc = self.osd_proc = self.rgw_proc = None
+        self.session = requests.Session()
+        self.timings = {}
+        for d in ("log", "run", "crash", "mon", "osd", "rgw"):
+            (self.dir / d).mkdir(mode=0o755, exist_ok=True)
+        self._write_conf()
+        harness._live.append(self)
+        started = time.monotonic()
+        try:
+            self._phase("mon", self._start_mon)
+            self._phase("osd", self._start_osd)
+            self._phase("user", self._create_user)
+            self._phase("gateway", self.start_gateway)
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["start"] = time.monotonic() - started
+
+    def __repr__(self):
+        return f"<Rgw {self.endpoint}>"
+
+    def _phase(self, name, fn):
+        t = time.monotonic()
+        fn()
+        self.timings[name] = time.monotonic() - t
+
+    # -- configuration
+
+    def _write_conf(self):
+        d = self.dir
+        self.conf_path.write_text(f"""\
+# ceph.conf written by the test harness (t/lib/rgw.py)
+[global]
+fsid = {self.fsid}
+mon host = v2:127.0.0.1:{self.mon_port}
+mon initial members = a
+public addr = 127.0.0.1
+cluster addr = 127.0.0.1
+ms bind msgr1 = false
+ms bind msgr2 = true
+auth cluster required = none
+auth service required = none
+auth client required = none
+auth supported = none
+keyring = {d}/keyring
+run dir = {self.run_dir}
+pid file = {self.run_dir}/$name.pid
+admin socket = {self.run_dir}/$name.$pid.asok
+log file = {self.log_dir}/$name.log
+log to stderr = false
+err to stderr = true
+mon cluster log file = {self.log_dir}/cluster.log
+mon cluster log to file = true
+crash dir = {d}/crash
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+mon max pg per osd = 1000
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+mon data avail warn = 1
+mon data avail crit = 0
+# Each pool RGW creates waits for a monitor proposal: 0.1 s instead of
+# 1 s between them starts the cluster in ~3.5 s instead of ~13 s.
+paxos propose interval = 0.1
+
+[mon]
+mon data = {d}/mon/$cluster-$id
+
+[osd]
+osd data = {d}/osd/$cluster-$id
+osd objectstore = memstore
+# Objects live in RAM, allocated as written; this is only the cap.
+memstore device bytes = {self.memstore_bytes}
+osd crush update on start = true
+osd crush initial weight = 1
+osd op num shards = 1
+osd op num threads per shard = 2
+
+[client.rgw]
+rgw data = {d}/rgw
+rgw frontends = beast endpoint=127.0.0.1:{self.port}
+rgw thread pool size = 32
+rgw init timeout = 60
+rgw enable usage log = false
+# The lifecycle thread sleeps 5 s holding up a SIGTERM shutdown.
+rgw enable lc threads = false
+ms mon client mode = crc secure
+ms client mode = crc secure
+""")
+
+    def _env(self):
+        return dict(os.environ, CEPH_CONF=str(self.conf_path))
+
+    def _cmd(self, args, timeout=60):
+        """Runs a Ceph command line tool against this cluster under
+        timeout(1) (they block forever when the cluster is unwell)."""
+        return harness.run(["timeout", "-k", "5", str(timeout), *args,
+                            "-c", self.conf_path],
+                           env=self._env(), stderr=subprocess.PIPE,
+                           timeout=timeout + 15).stdout
+
+    def ceph(self, *args, timeout=60):
+        """Runs the ceph CLI; returns its stdout."""
+        return self._cmd(["ceph", *args], timeout)
+
+    def admin(self, *args, timeout=60):
+        """Runs radosgw-admin (as client.rgw); returns its stdout."""
+        return self._cmd(["radosgw-admin", "-n", "client.rgw", *args],
+                         timeout)
+
+    def _spawn(self, cmd, log):
+        return harness.spawn([*cmd, "-f", "-c", self.conf_path],
+                             self.log_dir / log, env=self._env())
+
+    def _alive(self, proc, what, log):
+        if proc.poll() is not None:
+            raise HarnessError(f"{what} exited {proc.returncode}:\n"
+                               f"{harness.tail(self.log_dir / log)}")
+
+    # -- daemons
+
+    def _start_mon(self):
+        monmap = self.dir / "monmap"
+        self._cmd(["monmaptool", "--create", "--clobber", "--fsid",
+                   self.fsid, "--addv", "a",
+                   f"[v2:127.0.0.1:{self.mon_port}]", monmap])
+        self._cmd(["ceph-mon", "--mkfs", "-i", "a", "--monmap", monmap])
+        self.mon_proc = self._spawn(["ceph-mon", "-i", "a"], "mon.out")
+
+        def up():
+            self._alive(self.mon_proc, "ceph-mon", "mon.a.log")
+            return harness.port_open(self.mon_port)
+        harness.wait_until(up, 30, f"ceph-mon on port {self.mon_port}")
+
+    def _start_osd(self):
+        osd_uuid = str(uuid.uuid4())
+        (self.dir / "osd" / "ceph-0").mkdir(mode=0o755, exist_ok=True)
+        osd_id = self.ceph("osd", "new", osd_uuid).strip()
+        if osd_id != "0":
+            raise HarnessError(f"ceph osd new gave id {osd_id!r}")
+        self._cmd(["ceph-osd", "-i", "0", "--mkfs", "--osd-uuid", osd_uuid],
+                  timeout=60)
+        self.osd_proc = self._spawn(["ceph-osd", "-i", "0"], "osd.out")
+
+        def up():
+            self._alive(self.osd_proc, "ceph-osd", "osd.0.log")
+            return '"num_up_osds":1' in self.ceph("osd", "stat", "-f",
+                                                  "json").replace(" ", "")
+        harness.wait_until(up, 60, "osd.0 up", interval=0.3)
+
+    def _create_user(self):
+        self.admin("user", "create", "--uid", "quay-test",
+                   "--display-name", "quay test", "--access-key",
+                   self.access_key, "--secret-key", self.secret_key,
+                   timeout=120)
+
+    def start_gateway(self):
+        """Starts radosgw (again) on the same port and waits until it
+        answers HTTP."""
+        if self.rgw_proc and self.rgw_proc.poll() is None:
+            return
+        if harness.port_open(self.port):
+            raise HarnessError(f"port {self.port} was taken while radosgw "
+                               "was stopped")
+        self.rgw_proc = self._spawn(["radosgw", "-n", "client.rgw"],
+                                    "rgw.out")
+
+        def up():
+            self._alive(self.rgw_proc, "radosgw", "client.rgw.log")
+            try:
+                return self.session.get(self.endpoint + "/",
+                                        timeout=2).status_code < 500
+            except requests.RequestException:
+                return False
+        harness.wait_until(up, 90, f"radosgw on {self.endpoint}",
+                           interval=0.1)
+
+    def stop_gateway(self):
+        """Stops radosgw only (the cluster and its data stay)."""
+        harness.stop_process(self.rgw_proc, signal.SIGTERM, timeout=10)
+        self.rgw_proc = None
+
+    def stop(self):
+        """Stops radosgw, the OSD and the monitor (idempotent)."""
+        for attr in ("rgw_proc", "osd_proc", "mon_proc"):
+            harness.stop_process(getattr(self, attr), signal.SIGTERM,
+                                 timeout=10)
+            setattr(self, attr, None)
+        self.session.close()
+        if self in harness._live:
+            harness._live.remove(self)
+
+    def pids(self):
+        """PIDs of the daemons still running."""
+        return [p.pid for p in (self.mon_proc, self.osd_proc, self.rgw_proc)
+                if p is not None and p.poll() is None]
+
+    # -- S3 (signed by this file's SigV4, not by lib/)
+
+    def s3(self, method, path, query=None, body=b"", headers=None,
+           secret_key=None, unsigned_payload=False, timeout=60):
+        """Sends a SigV4-signed request for path (raw, e.g. "/bucket/key");
+        query is a dict or list of pairs (raw).  Returns the Response."""
+        payload = ("UNSIGNED-PAYLOAD" if unsigned_payload
+                   else hashlib.sha256(body).hexdigest())
+        amz_date = amz_now()
+        signed = {"host": self.host, "x-amz-date": amz_date,
+                  "x-amz-content-sha256": payload}
+        auth = sigv4_authorization(method, path, query or {}, signed,
+                                   payload, self.access_key,
+                                   secret_key or self.secret_key,
+                                   self.region, amz_date)
+        url = self.endpoint + s3_quote(path)
+        if query:
+            url += "?" + canonical_query(query)
+        send = dict(signed, Authorization=auth, **(headers or {}))
+        return self.session.request(method, url, data=body, headers=send,
+                                    timeout=timeout)
+
+    def create_bucket(self, name):
+        """Creates bucket name (3-63 characters); raises HarnessError unless
+        RGW answers 200."""
+        r = self.s3("PUT", f"/{name}")
+        if r.status_code != 200:
+            raise HarnessError(f"create bucket {name}: {r.status_code} "
+                               f"{r.text[:500]}")
+
+    def list_objects(self, bucket, prefix=""):
+        """Every key in bucket under prefix (ListObjectsV2, all pages)."""
+        keys, token = [], None
+        while True:
+            q = {"list-type": "2", "prefix": prefix}
+            if token:
+                q["continuation-token"] = token
+            r = self.s3("GET", f"/{bucket}", query=q)
+            if r.status_code != 200:
+                raise HarnessError(f"list {bucket}: {r.status_code} "
+                                   f"{r.text[:500]}")
+            root = ET.fromstring(r.content)
+            keys += [c.findtext(f"{S3_NS}Key")
+                     for c in root.iter(f"{S3_NS}Contents")]
+            if root.findtext(f"{S3_NS}IsTruncated") != "true":
+                return keys
+            token = root.findtext(f"{S3_NS}NextContinuationToken")
+
+    def list_multipart_uploads(self, bucket):
+        """(key, upload id) of every multipart upload in progress."""
+        r = self.s3("GET", f"/{bucket}", query={"uploads": ""})
+        if r.status_code != 200:
+            raise HarnessError(f"list uploads {bucket}: {r.status_code} "
+                               f"{r.text[:500]}")
+        root = ET.fromstring(r.content)
+        return [(u.findtext(f"{S3_NS}Key"), u.findtext(f"{S3_NS}UploadId"))
+                for u in root.iter(f"{S3_NS}Upload")]
