@@ -23,7 +23,7 @@ Build it by hand (what the test_worker_bin fixture does):
 
     cc -std=gnu11 -D_GNU_SOURCE -Ilib -Iworkers -I$(pg_config --includedir) \
        -o quay-test-worker quay_test_worker.c workers/worker.c \
-       build/libquay.a -lpq -lhiredis -ljansson -lcurl -lyaml -lcrypto \
+       workers/worker_metrics.c build/libquay.a -lpq -lhiredis -ljansson -lcurl -lyaml -lcrypto \
        -lpthread
 """
 
@@ -173,6 +173,7 @@ def test_worker_bin(build, tmp_path_factory):
                  "-I", root / "lib", "-I", root / "workers",
                  "-I", _pg_include(), "-o", out, src,
                  root / "workers" / "worker.c",
+                 root / "workers" / "worker_metrics.c",
                  root / "build" / "libquay.a",
                  "-lpq", "-lhiredis", "-ljansson", "-lcurl", "-lyaml",
                  "-lcrypto", "-lpthread"], timeout=120)
