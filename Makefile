@@ -46,7 +46,8 @@ SAN_BINS  := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/t-san/%)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=undefined
 
-.PHONY: all module lib workers quayctl unit run test clean setup check-style \
+.PHONY: all module lib workers quayctl unit run test clean setup bench \
+        check-style \
         check-blocking
 
 all: module lib quayctl workers
@@ -97,7 +98,8 @@ $(BUILD)/nginx/objs/Makefile: config $(BUILD)/module-srcs
 $(MODULE): $(BUILD)/nginx/objs/Makefile $(MOD_SRCS) $(MOD_HDRS) $(LIB_SRCS) \
            $(LIB_HDRS)
 	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/ngx_http_quay_module.so $@
+	cp $(BUILD)/nginx/objs/ngx_http_quay_module.so $@.tmp
+	mv -f $@.tmp $@
 
 FORCE:
 
@@ -120,6 +122,9 @@ run: setup all
 
 test: setup
 	tools/test
+
+bench: all
+	tools/bench
 
 check-style:
 	tools/check-style
