@@ -630,6 +630,45 @@ ngx_http_quay_postconfiguration(ngx_conf_t *cf)
 }
 
 
+/*
+ * Releases an nginx connection that wraps a socket owned by a client
+ * library (libpq, hiredis): timers, posted events and registrations go,
+ * the socket does not, because the library closes it itself
+ * (platform-notes, item 4).
+ */
+
+void
+ngx_http_quay_connection_forget(ngx_connection_t *c)
+{
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    c->fd = (ngx_socket_t) -1;
+    ngx_free_connection(c);
+}
+
+
 static ngx_int_t
 ngx_http_quay_init_process(ngx_cycle_t *cycle)
 {

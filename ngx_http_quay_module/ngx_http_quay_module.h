@@ -61,6 +61,9 @@ typedef struct {
 extern ngx_module_t  ngx_http_quay_module;
 
 
+/* ngx_http_quay_module.c: frees the wrapper of a library-owned socket */
+void ngx_http_quay_connection_forget(ngx_connection_t *c);
+
 /* ngx_http_quay_router.c */
 ngx_int_t ngx_http_quay_router_handler(ngx_http_request_t *r);
 
