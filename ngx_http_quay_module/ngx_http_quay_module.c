@@ -185,6 +185,7 @@ ngx_http_quay_create_main_conf(ngx_conf_t *cf)
      *     qmcf->thread_pool = NULL;
      *     qmcf->thread_pool_name = { 0, NULL };
      *     qmcf->db = NULL;
+     *     qmcf->db_key_set = 0;
      */
 
     qmcf->db_pool_size = NGX_CONF_UNSET_UINT;
@@ -311,6 +312,26 @@ ngx_http_quay_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_http_quay_metrics_conf(cf) != NGX_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    /* the field-encryption key (robot and app tokens); without
+     * DATABASE_SECRET_KEY the routes that store secrets answer 500 and
+     * say why in the log */
+
+    if (qmcf->config->database_secret_key != NULL) {
+        if (quay_crypto_key_derive(qmcf->config->database_secret_key,
+                                   ngx_strlen(qmcf->config
+                                              ->database_secret_key),
+                                   qmcf->db_key, &err)
+            != QUAY_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "quay: \"%V\": DATABASE_SECRET_KEY: %s",
+                               &qmcf->config_path, err.msg);
+            return NGX_CONF_ERROR;
+        }
+
+        qmcf->db_key_set = 1;
     }
 
     return NGX_CONF_OK;

@@ -13,6 +13,7 @@
 
 #include "quay_config.h"
 #include "quay_jwt.h"
+#include "quay_crypto.h"
 
 
 typedef struct ngx_http_quay_db_pool_s  ngx_http_quay_db_pool_t;
@@ -43,6 +44,9 @@ typedef struct {
     ngx_str_t                   instance_key_path;
     quay_jwt_key_t             *jwt_key;     /* the instance key */
     char                       *jwt_jwk;     /* its public JWK text */
+
+    u_char                      db_key[QUAY_CRYPTO_KEY_LEN];
+    ngx_uint_t                  db_key_set;  /* DATABASE_SECRET_KEY given */
 
     ngx_thread_pool_t          *thread_pool;
     ngx_str_t                   thread_pool_name;

@@ -1,7 +1,7 @@
 /*
  * The content handler of "quay_registry": maps the URI to a handler.  The
- * registry protocol (/v2/) and the REST API (/api/v1/) are routed here as
- * they are built; until then they answer with a clear error, never a 5xx.
+ * registry protocol (/v2/) and the REST API (/api/v1/) have routers of
+ * their own; anything else unknown is a clear 404, never a 5xx.
  */
 
 #include <ngx_config.h>
@@ -11,6 +11,7 @@
 #include "ngx_http_quay_module.h"
 #include "ngx_http_quay_auth.h"
 #include "ngx_http_quay_v2.h"
+#include "ngx_http_quay_api.h"
 
 
 typedef struct {
@@ -54,6 +55,10 @@ ngx_http_quay_router_handler(ngx_http_request_t *r)
 
     if (r->uri.len >= 4 && ngx_strncmp(r->uri.data, "/v2/", 4) == 0) {
         return ngx_http_quay_v2_handler(r);
+    }
+
+    if (r->uri.len >= 8 && ngx_strncmp(r->uri.data, "/api/v1/", 8) == 0) {
+        return ngx_http_quay_api_handler(r);
     }
 
     rc = ngx_http_discard_request_body(r);

@@ -27,6 +27,9 @@ static const quayctl_command_t  quayctl_commands[] = {
       "               [--email EMAIL] [--if-not-exists]\n"
       "  quayctl user passwd NAME (--config FILE | --db-uri URI) "
       "--password-stdin" },
+    { "token", quayctl_token_main,
+      "token create NAME (--config FILE | --db-uri URI) "
+      "[--scopes \"S ...\"] [--days N]" },
 };
 
 
