@@ -151,9 +151,20 @@ def test_first_start_creates_state_and_answers_health(stack):
 
     mode = stat.S_IMODE((stack.var / "credentials").stat().st_mode)
     assert mode == 0o600
-    assert stack.credentials().splitlines() == [
-        "QUAY_ADMIN_USER=admin", f"QUAY_ADMIN_PASSWORD={pw}"]
+    lines = stack.credentials().splitlines()
+    assert lines[:2] == ["QUAY_ADMIN_USER=admin", f"QUAY_ADMIN_PASSWORD={pw}"]
+    assert len(lines) == 3 and lines[2].startswith("QUAY_ADMIN_TOKEN=")
     assert len(pw) >= 16
+
+    # the admin's API token works, and is the superuser's
+    token = lines[2].split("=", 1)[1]
+    assert "QUAY_ADMIN_TOKEN" in r.stdout
+    me = requests.get(f"http://127.0.0.1:{stack.port}/api/v1/user/",
+                      headers={"Authorization": "Bearer " + token},
+                      timeout=10)
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == "admin"
+    assert me.json()["super_user"] is True
 
     config = (stack.var / "config.yaml").read_text()
     assert config.startswith("#")
