@@ -1261,7 +1261,7 @@ ngx_http_quay_api_ctx_json(ngx_http_request_t *r,
     ngx_http_quay_api_ctx_t *ctx)
 {
     size_t                      i;
-    json_t                     *j, *config, *scopes;
+    json_t                     *j, *config, *scopes, *names;
     u_char                     *p, *last, *start;
     ngx_uint_t                  super, readonly;
     quay_config_t              *cf;
@@ -1365,6 +1365,45 @@ ngx_http_quay_api_ctx_json(ngx_http_request_t *r,
     json_object_set_new(config, "server_hostname",
                         json_string(cf->server_hostname
                                     ? cf->server_hostname : ""));
+
+    /*
+     * Both superuser lists by name, for the superuser API: the super_user
+     * flags of other users and Quay's "cannot delete a superuser".
+     */
+
+    names = json_array();
+    if (json_object_set_new(config, "super_user_names", names) != 0) {
+        json_decref(j);
+        return NULL;
+    }
+
+    for (i = 0; i < cf->super_users.n; i++) {
+        if (json_array_append_new(names,
+                                  json_string(cf->super_users.items[i]))
+            != 0)
+        {
+            json_decref(j);
+            return NULL;
+        }
+    }
+
+    names = json_array();
+    if (json_object_set_new(config, "readonly_super_user_names", names)
+        != 0)
+    {
+        json_decref(j);
+        return NULL;
+    }
+
+    for (i = 0; i < cf->global_readonly_super_users.n; i++) {
+        if (json_array_append_new(names,
+                json_string(cf->global_readonly_super_users.items[i]))
+            != 0)
+        {
+            json_decref(j);
+            return NULL;
+        }
+    }
 
     return j;
 }

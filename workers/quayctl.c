@@ -30,6 +30,8 @@ static const quayctl_command_t  quayctl_commands[] = {
     { "token", quayctl_token_main,
       "token create NAME (--config FILE | --db-uri URI) "
       "[--scopes \"S ...\"] [--days N]" },
+    { "superuser", quayctl_superuser_main,
+      "superuser (list | add NAME | remove NAME) --config FILE" },
 };
 
 
