@@ -30,6 +30,11 @@ static const quayctl_command_t  quayctl_commands[] = {
     { "token", quayctl_token_main,
       "token create NAME (--config FILE | --db-uri URI) "
       "[--scopes \"S ...\"] [--days N]" },
+    { "org", quayctl_org_main,
+      "org create NAME --owner USER (--config FILE | --db-uri URI)\n"
+      "               [--email EMAIL]\n"
+      "  quayctl org add-member ORG TEAM USER (--config FILE | --db-uri URI)"
+    },
 };
 
 
