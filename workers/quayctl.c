@@ -32,6 +32,11 @@ static const quayctl_command_t  quayctl_commands[] = {
       "[--scopes \"S ...\"] [--days N]" },
     { "superuser", quayctl_superuser_main,
       "superuser (list | add NAME | remove NAME) --config FILE" },
+    { "org", quayctl_org_main,
+      "org create NAME --owner USER (--config FILE | --db-uri URI)\n"
+      "               [--email EMAIL]\n"
+      "  quayctl org add-member ORG TEAM USER (--config FILE | --db-uri URI)"
+    },
 };
 
 
