@@ -40,6 +40,7 @@
 #include "quay_api.h"
 #include "quay_crypto.h"
 #include "quay_password.h"
+#include "quay_units.h"
 #include "ngx_http_quay_api.h"
 #include "ngx_http_quay_v2.h"
 
@@ -1262,6 +1263,7 @@ ngx_http_quay_api_ctx_json(ngx_http_request_t *r,
 {
     size_t                      i;
     json_t                     *j, *config, *scopes, *names;
+    int64_t                     seconds;
     u_char                     *p, *last, *start;
     ngx_uint_t                  super, readonly;
     quay_config_t              *cf;
@@ -1365,6 +1367,30 @@ ngx_http_quay_api_ctx_json(ngx_http_request_t *r,
     json_object_set_new(config, "server_hostname",
                         json_string(cf->server_hostname
                                     ? cf->server_hostname : ""));
+
+    names = json_array();
+    if (json_object_set_new(config, "tag_expiration_options", names) != 0) {
+        json_decref(j);
+        return NULL;
+    }
+
+    /* TAG_EXPIRATION_OPTIONS ("2w", ...) in seconds; the loader has
+     * validated every entry */
+
+    for (i = 0; i < cf->tag_expiration_options.n; i++) {
+        if (quay_duration_parse(cf->tag_expiration_options.items[i],
+                                ngx_strlen(cf->tag_expiration_options
+                                           .items[i]),
+                                &seconds)
+            == QUAY_OK)
+        {
+            json_array_append_new(names, json_integer(seconds));
+        }
+    }
+
+    if (json_array_size(names) == 0) {
+        json_object_del(config, "tag_expiration_options");
+    }
 
     /*
      * Both superuser lists by name, for the superuser API: the super_user

@@ -179,7 +179,11 @@ LANGUAGE sql STABLE AS $$
      WHERE t.repository_id = repo_id AND t.name = tag_name AND NOT t.hidden
        AND (t.lifetime_end_ms IS NULL
             OR t.lifetime_end_ms > quay_api_tag_now_ms())
-     ORDER BY t.lifetime_start_ms DESC, t.id DESC
+     -- the open row first: under a burst of moves an ended row's end can
+     -- lie a few milliseconds ahead (end times never collide), and must
+     -- not be mistaken for the live one
+     ORDER BY t.lifetime_end_ms IS NULL DESC, t.lifetime_start_ms DESC,
+              t.id DESC
      LIMIT 1
 $$;
 
@@ -262,8 +266,11 @@ BEGIN
 
     -- Each statement sees what committed before it: a /v2/ push that
     -- moved the tag under us makes the update find nothing, and the next
-    -- round ends the push's row instead.
-    FOR attempt IN 1..8 LOOP
+    -- round ends the push's row instead.  Every lost round means another
+    -- writer's move committed (/v2/ pushes do not take the advisory
+    -- lock), so the bound only has to exceed the number of concurrent
+    -- pushers of one tag.
+    FOR attempt IN 1..100 LOOP
         SELECT * INTO cur FROM quay_api_tag_current(repo_id, tag_name);
 
         IF FOUND THEN

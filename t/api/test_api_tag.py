@@ -816,8 +816,9 @@ def test_concurrent_moves_leave_one_live_row(registry, env):
     digests = [env.d1, env.d2, env.d3] * 4
 
     def move(d):
-        return put_tag(Api(registry, env.alice.token), "race",
-                       manifest_digest=d).status_code
+        res = put_tag(Api(registry, env.alice.token), "race",
+                      manifest_digest=d)
+        return res.status_code if res.status_code == 201 else res.text
 
     def push(i):
         return env.v2.put("race", [env.b1, env.b2, env.b3][i % 3]) \
@@ -826,7 +827,8 @@ def test_concurrent_moves_leave_one_live_row(registry, env):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         moves = pool.map(move, digests)
         pushes = pool.map(push, range(6))
-        assert list(moves) == [201] * len(digests)
+        moves = list(moves)
+        assert moves == [201] * len(digests), moves
         assert list(pushes) == [201] * 6
     rows = tag_rows(registry, "alice/app", "race")
     assert sum(1 for r in rows if r[2] is None) == 1
