@@ -470,3 +470,13 @@ def test_read_only_repository_takes_no_push_or_delete(registry, world):
     writer = robot(world, "frozenwriter")
     grant(registry, writer[0], "acme/frozen", "write")
     assert actions(registry, writer, "acme/frozen") == ["pull"]
+
+
+@pytest.mark.parametrize("login", [b"\xff\xfe", b"caf\xc3\xa9", b"a\x01b",
+                                   b"acme+\xff", b"$app\xff"])
+def test_odd_bytes_in_the_login_are_401_not_5xx(registry, login):
+    header = "Basic " + base64.b64encode(login + b":some-password").decode()
+    r = registry.request("GET", "/v2/auth", headers={
+        "Authorization": header},
+        params={"service": registry.url.split("//")[1]})
+    assert r.status_code == 401, r.text
