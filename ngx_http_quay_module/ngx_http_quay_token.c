@@ -4,12 +4,28 @@
  * States, each step asynchronous and each ending in the next:
  *
  *   parse      service, scope (repeatable) and Basic credentials
- *   user       the user row (Basic credentials only)
- *   password   PBKDF2 check in the thread pool (~35 ms of CPU)
+ *   throttle   Redis: has this login failed too often from here?
+ *   lookup     the row behind the credentials, by kind (§3.3):
+ *                user          the user row; the password is checked with
+ *                              PBKDF2 in the thread pool (~35 ms of CPU)
+ *                ns+short      a robot: its encrypted 64-character token
+ *                $app          an app-specific token: the first 60
+ *                              characters name the row, the other 60 are
+ *                              its encrypted secret
+ *                $oauthtoken   an OAuth access token: the first 20 name
+ *                              the row, the SHA-256 of the other 20 is
+ *                              stored (as for /api/v1 Bearer tokens)
+ *              Robot, app and OAuth secrets are compared inline: one
+ *              AES-GCM decryption or one SHA-256 of a few dozen bytes,
+ *              then a constant-time comparison (security catalogue #35).
+ *              Every failed login, of any kind, is audited (when its
+ *              account is known) and counted by the throttle; a success
+ *              clears the count, is audited and marks last_accessed.
  *   scope      for each repository scope: one query gives the namespace,
- *              the repository and every right the user has on it; a push
- *              to a repository that does not exist in a namespace the user
- *              may create in creates it (CREATE_PRIVATE_REPO_ON_PUSH)
+ *              the repository and every right the caller has on it; a
+ *              push to a repository that does not exist in a namespace
+ *              the caller may create in creates it
+ *              (CREATE_PRIVATE_REPO_ON_PUSH)
  *   sign       RS256 in the thread pool
  *
  * The token's access claim is the intersection of what was asked and what
@@ -17,9 +33,15 @@
  * Only bad credentials are (401).  Anonymous requests get pull on public
  * repositories when FEATURE_ANONYMOUS_ACCESS is on.
  *
- * Robots, app-specific and OAuth tokens, login throttling and audit log
- * rows are issue #4's; the user lookup and the rights query are where
- * they slot in.
+ * Rights.  A robot has only what its repository permissions and teams
+ * give it (never the implicit rights of its owner).  An OAuth token's
+ * rights are capped by its scopes: repo:read pull, repo:write push,
+ * repo:admin delete; creating on push needs repo:create.  A repository
+ * in state MIRROR takes pushes only from its mirror robot
+ * (repomirrorconfig.internal_robot_id), one in READ_ONLY none, and
+ * "delete" is granted only in state NORMAL (§2.8).  Rights are looked up
+ * at every /v2/auth, so a deleted robot, a regenerated or revoked token
+ * or a removed permission takes effect at the next one (catalogue #36).
  */
 
 #include <ngx_config.h>
@@ -27,6 +49,7 @@
 #include <ngx_http.h>
 #include <ngx_thread_pool.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "quay_base64.h"
 #include "quay_password.h"
@@ -38,6 +61,30 @@
 
 
 #define NGX_HTTP_QUAY_TOKEN_MAX_SCOPES  16
+
+/* credential lengths (quay-behaviour §3.3) */
+#define NGX_HTTP_QUAY_TOKEN_APP_NAME    60
+#define NGX_HTTP_QUAY_TOKEN_APP_LEN     120
+#define NGX_HTTP_QUAY_TOKEN_OAUTH_NAME  20
+#define NGX_HTTP_QUAY_TOKEN_OAUTH_LEN   40
+
+#define NGX_HTTP_QUAY_TOKEN_ROBOT_AD    "robotaccounttoken.token"
+#define NGX_HTTP_QUAY_TOKEN_APP_AD      "appspecificauthtoken.token_secret"
+
+
+/* A boolean column of the first row: 't' */
+#define ngx_http_quay_token_bool(q, col)                                    \
+    (ngx_http_quay_db_value(q, 0, col).len                                  \
+     && ngx_http_quay_db_value(q, 0, col).data[0] == 't')
+
+
+/* What the Basic username says the password is. */
+typedef enum {
+    NGX_HTTP_QUAY_TOKEN_USER = 0,        /* a password */
+    NGX_HTTP_QUAY_TOKEN_ROBOT,           /* "ns+short": a robot token */
+    NGX_HTTP_QUAY_TOKEN_APP,             /* "$app" */
+    NGX_HTTP_QUAY_TOKEN_OAUTH            /* "$oauthtoken" */
+} ngx_http_quay_token_kind_e;
 
 
 typedef struct {
@@ -55,11 +102,21 @@ typedef struct {
     ngx_http_request_t         *r;
     ngx_http_quay_main_conf_t  *qmcf;
 
-    ngx_str_t                   username;
+    ngx_http_quay_token_kind_e  kind;
+    ngx_str_t                   login;       /* the Basic username: the
+                                                throttle's key */
     ngx_str_t                   password;
-    ngx_str_t                   user_id;
-    ngx_str_t                   user_uuid;
+
+    /* the principal, once the credentials are checked; all in r->pool */
+    ngx_str_t                   username;    /* the JWT's sub */
+    ngx_str_t                   user_id;     /* user or robot id */
+    ngx_str_t                   account_id;  /* audit account: the user,
+                                                or the robot's namespace */
+    ngx_str_t                   reference;   /* context entity_reference */
+    ngx_str_t                   touch_id;    /* row to mark accessed */
     ngx_uint_t                  superuser;
+    ngx_int_t                   max_level;   /* OAuth scope cap: 0..3 */
+    ngx_uint_t                  may_create;  /* create on push allowed */
 
     ngx_array_t                 scopes;      /* of _token_scope_t */
     ngx_uint_t                  next;
@@ -85,6 +142,29 @@ static void ngx_http_quay_token_login_failed(void *data,
     ngx_int_t unused);
 static void ngx_http_quay_token_user_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
+static void ngx_http_quay_token_check_password(ngx_http_quay_token_ctx_t *t);
+static void ngx_http_quay_token_robot_done(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q);
+static void ngx_http_quay_token_app_done(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q);
+static void ngx_http_quay_token_oauth_done(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q);
+static ngx_int_t ngx_http_quay_token_secret_matches(
+    ngx_http_quay_token_ctx_t *t, ngx_str_t *stored, const char *ad,
+    u_char *given, size_t len);
+static void ngx_http_quay_token_credentials_failed(
+    ngx_http_quay_token_ctx_t *t);
+static void ngx_http_quay_token_logged_in(ngx_http_quay_token_ctx_t *t);
+static void ngx_http_quay_token_touch(ngx_http_quay_token_ctx_t *t,
+    quay_sql_e stmt);
+static void ngx_http_quay_token_touch_done(ngx_http_quay_db_query_t *q);
+static ngx_int_t ngx_http_quay_token_keep(ngx_http_request_t *r,
+    ngx_str_t *dst, ngx_str_t *src);
+static ngx_uint_t ngx_http_quay_token_alnum(u_char *p, size_t len);
+static ngx_uint_t ngx_http_quay_token_robot_name(ngx_str_t *name);
+static ngx_uint_t ngx_http_quay_token_has_scope(ngx_str_t *scopes,
+    const char *name);
+static ngx_uint_t ngx_http_quay_token_actions(ngx_int_t level);
 static void ngx_http_quay_token_password_thread(void *data, ngx_log_t *log);
 static void ngx_http_quay_token_password_done(ngx_event_t *ev);
 static void ngx_http_quay_token_next_scope(ngx_http_quay_token_ctx_t *t);
@@ -127,6 +207,8 @@ ngx_http_quay_token_handler(ngx_http_request_t *r)
 
     t->r = r;
     t->qmcf = ngx_http_get_module_main_conf(r, ngx_http_quay_module);
+    t->max_level = 3;
+    t->may_create = 1;
 
     if (ngx_array_init(&t->scopes, r->pool, 4,
                        sizeof(ngx_http_quay_token_scope_t))
@@ -154,7 +236,7 @@ ngx_http_quay_token_handler(ngx_http_request_t *r)
 
     r->main->count++;
 
-    if (t->username.len == 0) {
+    if (t->login.len == 0) {
 
         if (!t->qmcf->config->feature_anonymous_access) {
             ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(r,
@@ -166,7 +248,7 @@ ngx_http_quay_token_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
-    if (ngx_http_quay_throttle_check(r, &t->username,
+    if (ngx_http_quay_throttle_check(r, &t->login,
                                      ngx_http_quay_token_throttle_done, t)
         != NGX_AGAIN)
     {
@@ -196,7 +278,7 @@ ngx_http_quay_token_throttle_done(void *data, ngx_int_t retry_after)
 
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "quay: login for \"%V\" throttled for %i s",
-                  &t->username, retry_after);
+                  &t->login, retry_after);
 
     p = ngx_pnalloc(t->r->pool, NGX_INT_T_LEN);
     h = ngx_list_push(&t->r->headers_out.headers);
@@ -235,26 +317,97 @@ ngx_http_quay_token_login_failed(void *data, ngx_int_t unused)
 }
 
 
+/*
+ * The row behind the credentials, by kind.  Credentials that cannot match
+ * any row (a token outside its alphabet or too short to name a row, a
+ * malformed robot name, $app with the feature off) fail at once, through
+ * the same throttle as any other failure; they are never sent to the
+ * database, whose text parameters refuse bytes that are not UTF-8.
+ */
 static void
 ngx_http_quay_token_lookup_user(ngx_http_quay_token_ctx_t *t)
 {
-    ngx_http_request_t        *r;
-    ngx_http_quay_db_query_t  *q;
+    size_t                          key_len;
+    u_char                         *key;
+    quay_sql_e                      stmt;
+    ngx_http_request_t             *r;
+    ngx_http_quay_db_query_t       *q;
+    ngx_http_quay_request_done_pt   done;
 
     r = t->r;
+    key = t->login.data;
+    key_len = t->login.len;
 
-    q = ngx_http_quay_request_query(r, QUAY_SQL_AUTH_USER_BY_NAME);
+    switch (t->kind) {
+
+    case NGX_HTTP_QUAY_TOKEN_ROBOT:
+        if (!ngx_http_quay_token_robot_name(&t->login)) {
+            ngx_http_quay_token_credentials_failed(t);
+            return;
+        }
+
+        stmt = QUAY_SQL_AUTH_ROBOT_BY_NAME;
+        done = ngx_http_quay_token_robot_done;
+        break;
+
+    case NGX_HTTP_QUAY_TOKEN_APP:
+        if (!t->qmcf->config->feature_app_specific_tokens
+            || t->password.len < NGX_HTTP_QUAY_TOKEN_APP_NAME
+            || !ngx_http_quay_token_alnum(t->password.data,
+                                          t->password.len))
+        {
+            ngx_http_quay_token_credentials_failed(t);
+            return;
+        }
+
+        key = t->password.data;
+        key_len = NGX_HTTP_QUAY_TOKEN_APP_NAME;
+        stmt = QUAY_SQL_AUTH_APP_TOKEN;
+        done = ngx_http_quay_token_app_done;
+        break;
+
+    case NGX_HTTP_QUAY_TOKEN_OAUTH:
+        if (t->password.len < NGX_HTTP_QUAY_TOKEN_OAUTH_NAME
+            || !ngx_http_quay_token_alnum(t->password.data,
+                                          t->password.len))
+        {
+            ngx_http_quay_token_credentials_failed(t);
+            return;
+        }
+
+        key = t->password.data;
+        key_len = NGX_HTTP_QUAY_TOKEN_OAUTH_NAME;
+        stmt = QUAY_SQL_AUTH_OAUTH_TOKEN;
+        done = ngx_http_quay_token_oauth_done;
+        break;
+
+    default: /* NGX_HTTP_QUAY_TOKEN_USER */
+
+        /* Quay's usernames are printable ASCII: anything else is an
+         * unknown user, checked against the decoy hash */
+
+        for (key_len = 0; key_len < t->login.len; key_len++) {
+            if (key[key_len] < 0x21 || key[key_len] > 0x7e) {
+                ngx_http_quay_token_check_password(t);
+                return;
+            }
+        }
+
+        stmt = QUAY_SQL_AUTH_USER_BY_NAME;
+        done = ngx_http_quay_token_user_done;
+        break;
+    }
+
+    q = ngx_http_quay_request_query(r, stmt);
     if (q == NULL) {
         ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    ngx_http_quay_db_param(q, 0, t->username.data, t->username.len);
+    ngx_http_quay_db_param(q, 0, key, key_len);
     q->udata = t;
 
-    if (ngx_http_quay_request_query_run(r, q, ngx_http_quay_token_user_done)
-        != NGX_AGAIN)
-    {
+    if (ngx_http_quay_request_query_run(r, q, done) != NGX_AGAIN) {
         ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(r,
                                           NGX_HTTP_QUAY_ERR_UNAVAILABLE));
     }
@@ -481,15 +634,35 @@ ngx_http_quay_token_parse_basic(ngx_http_quay_token_ctx_t *t)
         return NGX_DECLINED;
     }
 
-    t->username.data = decoded;
-    t->username.len = colon - decoded;
+    t->login.data = decoded;
+    t->login.len = colon - decoded;
     *colon = '\0';
 
     t->password.data = colon + 1;
     t->password.len = decoded + len - (colon + 1);
 
-    if (t->username.len > 255 || t->password.len == 0) {
+    if (t->login.len > 255 || t->password.len == 0) {
         return NGX_DECLINED;
+    }
+
+    if (t->login.len == sizeof("$app") - 1
+        && ngx_strncmp(t->login.data, "$app", t->login.len) == 0)
+    {
+        t->kind = NGX_HTTP_QUAY_TOKEN_APP;
+
+    } else if (t->login.len == sizeof("$oauthtoken") - 1
+               && ngx_strncmp(t->login.data, "$oauthtoken", t->login.len)
+                  == 0)
+    {
+        t->kind = NGX_HTTP_QUAY_TOKEN_OAUTH;
+
+    } else if (ngx_strlchr(t->login.data, t->login.data + t->login.len, '+')
+               != NULL)
+    {
+        t->kind = NGX_HTTP_QUAY_TOKEN_ROBOT;
+
+    } else {
+        t->kind = NGX_HTTP_QUAY_TOKEN_USER;
     }
 
     return NGX_OK;
@@ -500,8 +673,7 @@ static void
 ngx_http_quay_token_user_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q)
 {
-    ngx_str_t                   hash, enabled, robot, org;
-    ngx_thread_task_t          *task;
+    ngx_str_t                   hash, enabled, robot, org, id, uuid;
     ngx_http_quay_token_ctx_t  *t;
 
     t = q->udata;
@@ -523,12 +695,6 @@ ngx_http_quay_token_user_done(ngx_http_request_t *r,
      * for a real user with a wrong password (no username oracle).
      */
 
-    task = ngx_thread_task_alloc(r->pool, 0);
-    if (task == NULL) {
-        ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
     if (ngx_http_quay_db_ntuples(q) == 1 && hash.len
         && enabled.len && enabled.data[0] == 't'
         && !(robot.len && robot.data[0] == 't')
@@ -543,16 +709,31 @@ ngx_http_quay_token_user_done(ngx_http_request_t *r,
         ngx_memcpy(t->password_hash, hash.data, hash.len);
         t->password_hash[hash.len] = '\0';
 
-        t->user_id.data = ngx_pstrdup(r->pool, &(ngx_str_t) {
-                              ngx_http_quay_db_value(q, 0, 0).len,
-                              ngx_http_quay_db_value(q, 0, 0).data });
-        t->user_id.len = ngx_http_quay_db_value(q, 0, 0).len;
+        id = ngx_http_quay_db_value(q, 0, 0);
+        uuid = ngx_http_quay_db_value(q, 0, 5);
 
-    } else {
-        t->password_hash = NULL;
+        if (ngx_http_quay_token_keep(r, &t->user_id, &id) != NGX_OK
+            || ngx_http_quay_token_keep(r, &t->reference, &uuid) != NGX_OK)
+        {
+            ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        t->account_id = t->user_id;
     }
 
-    if (t->user_id.len && t->user_id.data == NULL) {
+    ngx_http_quay_token_check_password(t);
+}
+
+
+/* The PBKDF2 check, in the thread pool; with no hash, against a decoy. */
+static void
+ngx_http_quay_token_check_password(ngx_http_quay_token_ctx_t *t)
+{
+    ngx_thread_task_t  *task;
+
+    task = ngx_thread_task_alloc(t->r->pool, 0);
+    if (task == NULL) {
         ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -565,6 +746,279 @@ ngx_http_quay_token_user_done(ngx_http_request_t *r,
     if (ngx_http_quay_token_post(t, task) != NGX_OK) {
         ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
+}
+
+
+/*
+ * A robot: its id, encrypted token, whether it is enabled, its
+ * namespace's id and whether that is enabled (QUAY_SQL_AUTH_ROBOT_BY_NAME).
+ */
+static void
+ngx_http_quay_token_robot_done(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q)
+{
+    ngx_str_t                   id, token, owner;
+    ngx_int_t                   ok;
+    ngx_http_quay_token_ctx_t  *t;
+
+    t = q->udata;
+
+    if (q->rc != NGX_OK) {
+        ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(r,
+                                          NGX_HTTP_QUAY_ERR_UNAVAILABLE));
+        return;
+    }
+
+    if (ngx_http_quay_db_ntuples(q) != 1) {
+        ngx_http_quay_token_credentials_failed(t);
+        return;
+    }
+
+    id = ngx_http_quay_db_value(q, 0, 0);
+    token = ngx_http_quay_db_value(q, 0, 1);
+    owner = ngx_http_quay_db_value(q, 0, 3);
+
+    /* failures are the namespace's audit rows */
+
+    if (ngx_http_quay_token_keep(r, &t->account_id, &owner) != NGX_OK) {
+        ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ok = ngx_http_quay_token_secret_matches(t, &token,
+                                            NGX_HTTP_QUAY_TOKEN_ROBOT_AD,
+                                            t->password.data,
+                                            t->password.len);
+    if (ok == NGX_ERROR) {
+        return;
+    }
+
+    ok = ok && ngx_http_quay_token_bool(q, 2) && ngx_http_quay_token_bool(q, 4);
+
+    if (!ok) {
+        ngx_http_quay_token_credentials_failed(t);
+        return;
+    }
+
+    if (ngx_http_quay_token_keep(r, &t->user_id, &id) != NGX_OK) {
+        ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    t->username = t->login;
+    t->reference = t->login;
+    t->touch_id = t->user_id;
+
+    ngx_http_quay_token_logged_in(t);
+}
+
+
+/*
+ * An app-specific token: its encrypted secret, the user's id, name and
+ * uuid, whether the user may log in, whether the token is unexpired, the
+ * token's uuid and id (QUAY_SQL_AUTH_APP_TOKEN).
+ */
+static void
+ngx_http_quay_token_app_done(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q)
+{
+    ngx_str_t                   secret, id, name, uuid, row;
+    ngx_int_t                   ok;
+    ngx_http_quay_token_ctx_t  *t;
+
+    t = q->udata;
+
+    if (q->rc != NGX_OK) {
+        ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(r,
+                                          NGX_HTTP_QUAY_ERR_UNAVAILABLE));
+        return;
+    }
+
+    if (ngx_http_quay_db_ntuples(q) != 1) {
+        ngx_http_quay_token_credentials_failed(t);
+        return;
+    }
+
+    secret = ngx_http_quay_db_value(q, 0, 0);
+    id = ngx_http_quay_db_value(q, 0, 1);
+    name = ngx_http_quay_db_value(q, 0, 2);
+    uuid = ngx_http_quay_db_value(q, 0, 5);
+    row = ngx_http_quay_db_value(q, 0, 6);
+
+    if (ngx_http_quay_token_keep(r, &t->account_id, &id) != NGX_OK) {
+        ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ok = ngx_http_quay_token_secret_matches(t, &secret,
+             NGX_HTTP_QUAY_TOKEN_APP_AD,
+             t->password.data + NGX_HTTP_QUAY_TOKEN_APP_NAME,
+             t->password.len - NGX_HTTP_QUAY_TOKEN_APP_NAME);
+    if (ok == NGX_ERROR) {
+        return;
+    }
+
+    ok = ok && t->password.len == NGX_HTTP_QUAY_TOKEN_APP_LEN
+         && ngx_http_quay_token_bool(q, 3) && ngx_http_quay_token_bool(q, 4);
+
+    if (!ok) {
+        ngx_http_quay_token_credentials_failed(t);
+        return;
+    }
+
+    if (ngx_http_quay_token_keep(r, &t->username, &name) != NGX_OK
+        || ngx_http_quay_token_keep(r, &t->reference, &uuid) != NGX_OK
+        || ngx_http_quay_token_keep(r, &t->touch_id, &row) != NGX_OK)
+    {
+        ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    t->user_id = t->account_id;
+    t->superuser = ngx_http_quay_token_is_superuser(t->qmcf->config,
+                                                    &t->username);
+
+    ngx_http_quay_token_logged_in(t);
+}
+
+
+/*
+ * An OAuth access token: the hex SHA-256 of its secret half, the user's
+ * id and name, whether the user may log in, whether the token is
+ * unexpired, its scopes and uuid (QUAY_SQL_AUTH_OAUTH_TOKEN).
+ */
+static void
+ngx_http_quay_token_oauth_done(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q)
+{
+    u_char                      digest[SHA256_DIGEST_LENGTH];
+    u_char                      hex[2 * SHA256_DIGEST_LENGTH];
+    ngx_str_t                   code, id, name, scopes, uuid;
+    ngx_uint_t                  ok;
+    ngx_http_quay_token_ctx_t  *t;
+
+    t = q->udata;
+
+    if (q->rc != NGX_OK) {
+        ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(r,
+                                          NGX_HTTP_QUAY_ERR_UNAVAILABLE));
+        return;
+    }
+
+    if (ngx_http_quay_db_ntuples(q) != 1) {
+        ngx_http_quay_token_credentials_failed(t);
+        return;
+    }
+
+    code = ngx_http_quay_db_value(q, 0, 0);
+    id = ngx_http_quay_db_value(q, 0, 1);
+    name = ngx_http_quay_db_value(q, 0, 2);
+    scopes = ngx_http_quay_db_value(q, 0, 5);
+    uuid = ngx_http_quay_db_value(q, 0, 6);
+
+    if (ngx_http_quay_token_keep(r, &t->account_id, &id) != NGX_OK) {
+        ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    (void) SHA256(t->password.data + NGX_HTTP_QUAY_TOKEN_OAUTH_NAME,
+                  t->password.len - NGX_HTTP_QUAY_TOKEN_OAUTH_NAME, digest);
+    ngx_hex_dump(hex, digest, SHA256_DIGEST_LENGTH);
+
+    ok = quay_crypto_equal_len(hex, sizeof(hex), code.data, code.len)
+         && t->password.len == NGX_HTTP_QUAY_TOKEN_OAUTH_LEN
+         && ngx_http_quay_token_bool(q, 3) && ngx_http_quay_token_bool(q, 4);
+
+    if (!ok) {
+        ngx_http_quay_token_credentials_failed(t);
+        return;
+    }
+
+    if (ngx_http_quay_token_keep(r, &t->username, &name) != NGX_OK
+        || ngx_http_quay_token_keep(r, &t->reference, &uuid) != NGX_OK)
+    {
+        ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    t->user_id = t->account_id;
+
+    /* the token's rights are capped by its scopes (auth/scopes.py) */
+
+    if (ngx_http_quay_token_has_scope(&scopes, "repo:admin")) {
+        t->max_level = 3;
+
+    } else if (ngx_http_quay_token_has_scope(&scopes, "repo:write")) {
+        t->max_level = 2;
+
+    } else if (ngx_http_quay_token_has_scope(&scopes, "repo:read")) {
+        t->max_level = 1;
+
+    } else {
+        t->max_level = 0;
+    }
+
+    t->may_create = ngx_http_quay_token_has_scope(&scopes, "repo:create");
+    t->superuser = ngx_http_quay_token_has_scope(&scopes, "super:user")
+                   && ngx_http_quay_token_is_superuser(t->qmcf->config,
+                                                       &t->username);
+
+    ngx_http_quay_token_logged_in(t);
+}
+
+
+/*
+ * Decrypts stored (AD ad) and compares it with given[0..len-1] in
+ * constant time.  Returns 1 on a match, 0 otherwise, or NGX_ERROR after
+ * finishing the request (no DATABASE_SECRET_KEY, no memory).
+ */
+static ngx_int_t
+ngx_http_quay_token_secret_matches(ngx_http_quay_token_ctx_t *t,
+    ngx_str_t *stored, const char *ad, u_char *given, size_t len)
+{
+    u_char     *plain;
+    size_t      n;
+    ngx_int_t   ok;
+
+    if (!t->qmcf->db_key_set) {
+        ngx_log_error(NGX_LOG_ERR, t->r->connection->log, 0,
+                      "quay: DATABASE_SECRET_KEY is not set, cannot check "
+                      "a robot or app-specific token");
+        ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(t->r,
+                                          NGX_HTTP_QUAY_ERR_UNAVAILABLE));
+        return NGX_ERROR;
+    }
+
+    if (stored->len == 0) {
+        /* a robot without a token row */
+        return 0;
+    }
+
+    plain = ngx_pnalloc(t->r->pool, stored->len + 1);
+    if (plain == NULL) {
+        ngx_http_quay_token_finish(t, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    if (quay_crypto_decrypt(t->qmcf->db_key, (char *) stored->data,
+                            stored->len, ad, ngx_strlen(ad), plain,
+                            stored->len + 1, &n, NULL)
+        != QUAY_OK)
+    {
+        /* a value written under another key or for another column */
+        ngx_log_error(NGX_LOG_WARN, t->r->connection->log, 0,
+                      "quay: a stored %s does not decrypt with "
+                      "DATABASE_SECRET_KEY", ad);
+        return 0;
+    }
+
+    ok = quay_crypto_equal_len(plain, n, given, len);
+
+    quay_crypto_wipe(plain, n);
+
+    return ok;
 }
 
 
@@ -623,34 +1077,278 @@ ngx_http_quay_token_password_done(ngx_event_t *ev)
     t->r->main->blocked--;
 
     if (t->password_rc != QUAY_OK) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "quay: failed login for user \"%V\"", &t->username);
-
-        if (t->user_id.len) {
-            ngx_http_quay_audit(t->r, "login_failure", &t->user_id, NULL,
-                                NULL, NULL);
-        }
-
-        if (ngx_http_quay_throttle_failed(t->r, &t->username,
-                                          ngx_http_quay_token_login_failed,
-                                          t)
-            != NGX_AGAIN)
-        {
-            ngx_http_quay_token_login_failed(t, 0);
-        }
-
+        ngx_http_quay_token_credentials_failed(t);
+        ngx_http_run_posted_requests(c);
         return;
     }
 
-    ngx_http_quay_throttle_succeeded(t->r, &t->username);
-    ngx_http_quay_audit(t->r, "login_success", &t->user_id, &t->user_id,
-                        NULL, NULL);
-
+    t->username = t->login;
     t->superuser = ngx_http_quay_token_is_superuser(t->qmcf->config,
                                                     &t->username);
 
-    ngx_http_quay_token_next_scope(t);
+    ngx_http_quay_token_logged_in(t);
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * Bad credentials of any kind: an audit row when the account is known,
+ * then 401 once the throttle has counted the failure (or could not).
+ */
+static void
+ngx_http_quay_token_credentials_failed(ngx_http_quay_token_ctx_t *t)
+{
+    u_char     *p;
+    ngx_str_t   metadata, *meta;
+
+    static const char  *kinds[] = { "user", "robot", "app_specific_token",
+                                    "oauth" };
+
+    ngx_log_error(NGX_LOG_INFO, t->r->connection->log, 0,
+                  "quay: failed login for %s \"%V\"", kinds[t->kind],
+                  t->kind == NGX_HTTP_QUAY_TOKEN_USER
+                  || t->kind == NGX_HTTP_QUAY_TOKEN_ROBOT
+                  ? &t->login : &t->account_id);
+
+    if (t->account_id.len) {
+        meta = NULL;
+
+        if (t->kind != NGX_HTTP_QUAY_TOKEN_USER) {
+
+            /* robot names were checked: [a-z0-9._+-] only */
+
+            p = ngx_pnalloc(t->r->pool, t->login.len
+                            + sizeof("{\"type\":\"v2auth\",\"kind\":\"\","
+                                     "\"username\":\"\"}")
+                            + sizeof("app_specific_token"));
+            if (p != NULL) {
+                metadata.data = p;
+                metadata.len = ngx_sprintf(p, "{\"type\":\"v2auth\","
+                                           "\"kind\":\"%s\","
+                                           "\"username\":\"%V\"}",
+                                           kinds[t->kind], &t->login)
+                               - p;
+                meta = &metadata;
+            }
+        }
+
+        ngx_http_quay_audit(t->r, "login_failure", &t->account_id, NULL,
+                            NULL, meta);
+    }
+
+    if (ngx_http_quay_throttle_failed(t->r, &t->login,
+                                      ngx_http_quay_token_login_failed, t)
+        != NGX_AGAIN)
+    {
+        ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(t->r,
+                                          NGX_HTTP_QUAY_ERR_INVALID_LOGIN));
+    }
+}
+
+
+/* Good credentials: clear the throttle, audit, mark the use, then the
+ * scopes. */
+static void
+ngx_http_quay_token_logged_in(ngx_http_quay_token_ctx_t *t)
+{
+    ngx_http_quay_throttle_succeeded(t->r, &t->login);
+
+    ngx_http_quay_audit(t->r, "login_success", &t->account_id, &t->user_id,
+                        NULL, NULL);
+
+    if (t->touch_id.len) {
+        ngx_http_quay_token_touch(t, t->kind == NGX_HTTP_QUAY_TOKEN_ROBOT
+                                     ? QUAY_SQL_AUTH_ROBOT_TOUCH
+                                     : QUAY_SQL_AUTH_APP_TOUCH);
+    }
+
+    ngx_http_quay_token_next_scope(t);
+}
+
+
+/*
+ * Sets last_accessed of the robot or app token t->touch_id.  Like an
+ * audit row, the update runs in its own pool: the answer does not wait
+ * for it and a request that ends first does not cut it off.
+ */
+static void
+ngx_http_quay_token_touch(ngx_http_quay_token_ctx_t *t, quay_sql_e stmt)
+{
+    ngx_pool_t                *pool;
+    ngx_http_quay_db_query_t  *q;
+
+    pool = ngx_create_pool(512, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    q = ngx_http_quay_db_query_create(pool, ngx_cycle->log, stmt);
+    if (q == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    ngx_http_quay_db_param(q, 0, t->touch_id.data, t->touch_id.len);
+
+    q->handler = ngx_http_quay_token_touch_done;
+    q->data = pool;
+
+    if (ngx_http_quay_db_query_run(t->qmcf, q) != NGX_AGAIN) {
+        ngx_log_error(NGX_LOG_WARN, t->r->connection->log, 0,
+                      "quay: last_accessed not updated: %s",
+                      q->error ? q->error : "unknown error");
+        ngx_destroy_pool(pool);
+    }
+}
+
+
+static void
+ngx_http_quay_token_touch_done(ngx_http_quay_db_query_t *q)
+{
+    if (q->rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, q->log, 0,
+                      "quay: last_accessed not updated: %s", q->error);
+    }
+
+    ngx_destroy_pool(q->data);
+}
+
+
+/* Copies a value of a query result (freed with the query) to r->pool. */
+static ngx_int_t
+ngx_http_quay_token_keep(ngx_http_request_t *r, ngx_str_t *dst,
+    ngx_str_t *src)
+{
+    dst->len = 0;
+
+    if (src->len == 0) {
+        dst->data = NULL;
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pstrdup(r->pool, src);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst->len = src->len;
+
+    return NGX_OK;
+}
+
+
+/* Tokens are [A-Za-z0-9] (Quay's generator: A-Z0-9). */
+static ngx_uint_t
+ngx_http_quay_token_alnum(u_char *p, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (!((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= 'a' && p[i] <= 'z')
+              || (p[i] >= '0' && p[i] <= '9')))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * "namespace+short": one '+' between two non-empty parts of [a-z0-9._-]
+ * (namespace) and [a-z0-9_] (short, util/names.py).
+ */
+static ngx_uint_t
+ngx_http_quay_token_robot_name(ngx_str_t *name)
+{
+    u_char      c;
+    size_t      i, plus;
+    ngx_uint_t  found;
+
+    found = 0;
+    plus = 0;
+
+    for (i = 0; i < name->len; i++) {
+        c = name->data[i];
+
+        if (c == '+') {
+            if (found) {
+                return 0;
+            }
+
+            found = 1;
+            plus = i;
+            continue;
+        }
+
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') {
+            continue;
+        }
+
+        if (!found && (c == '.' || c == '-')) {
+            continue;
+        }
+
+        return 0;
+    }
+
+    return found && plus > 0 && plus + 1 < name->len;
+}
+
+
+/* Whether the space- or comma-separated scopes hold name. */
+static ngx_uint_t
+ngx_http_quay_token_has_scope(ngx_str_t *scopes, const char *name)
+{
+    u_char  *p, *last, *start;
+    size_t   len;
+
+    len = ngx_strlen(name);
+    p = scopes->data;
+    last = p + scopes->len;
+
+    while (p < last) {
+        while (p < last && (*p == ' ' || *p == ',')) {
+            p++;
+        }
+
+        for (start = p; p < last && *p != ' ' && *p != ','; p++) {
+            /* void */
+        }
+
+        if ((size_t) (p - start) == len
+            && ngx_strncmp(start, name, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* The actions a repository role allows before the state rules. */
+static ngx_uint_t
+ngx_http_quay_token_actions(ngx_int_t level)
+{
+    ngx_uint_t  actions;
+
+    actions = 0;
+
+    if (level >= 1) {
+        actions |= NGX_HTTP_QUAY_ACTION_PULL;
+    }
+
+    if (level >= 2) {
+        actions |= NGX_HTTP_QUAY_ACTION_PUSH;
+    }
+
+    if (level >= 3) {
+        actions |= NGX_HTTP_QUAY_ACTION_DELETE;
+    }
+
+    return actions;
 }
 
 
@@ -706,11 +1404,6 @@ ngx_http_quay_token_next_scope(ngx_http_quay_token_ctx_t *t)
 }
 
 
-#define ngx_http_quay_token_bool(q, col)                                    \
-    (ngx_http_quay_db_value(q, 0, col).len                                  \
-     && ngx_http_quay_db_value(q, 0, col).data[0] == 't')
-
-
 static void
 ngx_http_quay_token_access_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q)
@@ -718,7 +1411,7 @@ ngx_http_quay_token_access_done(ngx_http_request_t *r,
     ngx_str_t                     repo_id, state, role;
     ngx_int_t                     level;
     ngx_uint_t                    exists, public, owner, org_admin, creator;
-    ngx_uint_t                    normal, allowed;
+    ngx_uint_t                    normal, mirror, allowed;
     quay_config_t                *cfg;
     ngx_http_quay_token_ctx_t    *t;
     ngx_http_quay_token_scope_t  *s;
@@ -755,10 +1448,18 @@ ngx_http_quay_token_access_done(ngx_http_request_t *r,
     level = role.len ? ngx_atoi(role.data, role.len) : 0;
     normal = (state.len == 1 && state.data[0] == '0');
 
+    /* state 2, MIRROR: only its mirror robot pushes (§2.8) */
+    mirror = (state.len == 1 && state.data[0] == '2'
+              && ngx_http_quay_token_bool(q, 10));
+
     if (owner || org_admin
         || (t->superuser && cfg->feature_superusers_full_access))
     {
         level = 3;
+    }
+
+    if (level > t->max_level) {
+        level = t->max_level;
     }
 
     allowed = 0;
@@ -767,22 +1468,22 @@ ngx_http_quay_token_access_done(ngx_http_request_t *r,
         allowed |= NGX_HTTP_QUAY_ACTION_PULL;
     }
 
-    /* mirrored and read-only repositories take no pushes (mirror robots
-     * come with issue #4) */
+    /* READ_ONLY and MIRROR repositories take no pushes (but from the
+     * mirror robot), and deletes only in NORMAL, as Quay's "*" */
 
-    if (exists && level >= 2 && normal && !cfg->disable_pushes
+    if (exists && level >= 2 && (normal || mirror) && !cfg->disable_pushes
         && ngx_strcmp(cfg->registry_state, "readonly") != 0)
     {
         allowed |= NGX_HTTP_QUAY_ACTION_PUSH;
     }
 
-    if (exists && level >= 3) {
+    if (exists && level >= 3 && normal) {
         allowed |= NGX_HTTP_QUAY_ACTION_DELETE;
     }
 
     s->granted = s->asked & allowed;
 
-    if (!exists && t->user_id.len
+    if (!exists && t->user_id.len && t->may_create
         && (s->asked & NGX_HTTP_QUAY_ACTION_PUSH)
         && (owner || creator || org_admin)
         && !cfg->disable_pushes
@@ -846,11 +1547,10 @@ ngx_http_quay_token_create_done(ngx_http_request_t *r,
         return;
     }
 
-    /* created now or by a concurrent push: either way, it is ours */
+    /* created now or by a concurrent push: either way, it is ours (as
+     * far as an OAuth token's scopes allow) */
 
-    s->granted = s->asked & (NGX_HTTP_QUAY_ACTION_PULL
-                             | NGX_HTTP_QUAY_ACTION_PUSH
-                             | NGX_HTTP_QUAY_ACTION_DELETE);
+    s->granted = s->asked & ngx_http_quay_token_actions(t->max_level);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "quay: repository \"%V\" created on push by \"%V\"",
@@ -870,6 +1570,10 @@ ngx_http_quay_token_sign(ngx_http_quay_token_ctx_t *t)
     ngx_uint_t                    i;
     ngx_thread_task_t            *task;
     ngx_http_quay_token_scope_t  *s;
+
+    static const char  *entity_kinds[] = { "user", "robot",
+                                           "appspecifictoken",
+                                           "oauthtoken" };
 
     now = ngx_time();
 
@@ -934,9 +1638,34 @@ ngx_http_quay_token_sign(ngx_http_quay_token_ctx_t *t)
         json_array_append_new(access, entry);
     }
 
+    /* Quay's context (auth/context_entity.py): entity_kind and
+     * entity_reference, then the legacy kind/user (kind "oauth" with the
+     * token's uuid for OAuth) */
+
     json_object_set_new(ctx, "version", json_integer(2));
-    json_object_set_new(ctx, "kind", json_string(t->username.len
-                                                 ? "user" : "anonymous"));
+
+    if (t->username.len == 0) {
+        json_object_set_new(ctx, "entity_kind", json_string("anonymous"));
+        json_object_set_new(ctx, "kind", json_string("anonymous"));
+
+    } else {
+        json_object_set_new(ctx, "entity_kind",
+                            json_string(entity_kinds[t->kind]));
+        json_object_set_new(ctx, "entity_reference",
+                            json_stringn((char *) t->reference.data,
+                                         t->reference.len));
+
+        if (t->kind == NGX_HTTP_QUAY_TOKEN_OAUTH) {
+            json_object_set_new(ctx, "kind", json_string("oauth"));
+            json_object_set_new(ctx, "oauth",
+                                json_stringn((char *) t->reference.data,
+                                             t->reference.len));
+
+        } else {
+            json_object_set_new(ctx, "kind", json_string("user"));
+        }
+    }
+
     if (t->username.len) {
         json_object_set_new(ctx, "user",
                             json_stringn((char *) t->username.data,
