@@ -115,6 +115,7 @@ typedef struct {
     ngx_str_t                   reference;   /* context entity_reference */
     ngx_str_t                   touch_id;    /* row to mark accessed */
     ngx_uint_t                  superuser;
+    ngx_uint_t                  readonly_superuser;
     ngx_int_t                   max_level;   /* OAuth scope cap: 0..3 */
     ngx_uint_t                  may_create;  /* create on push allowed */
 
@@ -179,7 +180,9 @@ static void ngx_http_quay_token_finish(ngx_http_quay_token_ctx_t *t,
     ngx_int_t rc);
 static ngx_int_t ngx_http_quay_token_fail(ngx_http_request_t *r,
     ngx_http_quay_err_e err);
-static ngx_uint_t ngx_http_quay_token_is_superuser(quay_config_t *cfg,
+static void ngx_http_quay_token_set_superuser(ngx_http_quay_token_ctx_t *t,
+    ngx_uint_t may_super);
+static ngx_uint_t ngx_http_quay_token_in_list(quay_strlist_t *list,
     ngx_str_t *name);
 static ngx_int_t ngx_http_quay_token_post(ngx_http_quay_token_ctx_t *t,
     ngx_thread_task_t *task);
@@ -875,8 +878,7 @@ ngx_http_quay_token_app_done(ngx_http_request_t *r,
     }
 
     t->user_id = t->account_id;
-    t->superuser = ngx_http_quay_token_is_superuser(t->qmcf->config,
-                                                    &t->username);
+    ngx_http_quay_token_set_superuser(t, 1);
 
     ngx_http_quay_token_logged_in(t);
 }
@@ -959,9 +961,8 @@ ngx_http_quay_token_oauth_done(ngx_http_request_t *r,
     }
 
     t->may_create = ngx_http_quay_token_has_scope(&scopes, "repo:create");
-    t->superuser = ngx_http_quay_token_has_scope(&scopes, "super:user")
-                   && ngx_http_quay_token_is_superuser(t->qmcf->config,
-                                                       &t->username);
+    ngx_http_quay_token_set_superuser(t,
+        ngx_http_quay_token_has_scope(&scopes, "super:user"));
 
     ngx_http_quay_token_logged_in(t);
 }
@@ -1083,8 +1084,7 @@ ngx_http_quay_token_password_done(ngx_event_t *ev)
     }
 
     t->username = t->login;
-    t->superuser = ngx_http_quay_token_is_superuser(t->qmcf->config,
-                                                    &t->username);
+    ngx_http_quay_token_set_superuser(t, 1);
 
     ngx_http_quay_token_logged_in(t);
     ngx_http_run_posted_requests(c);
@@ -1464,7 +1464,9 @@ ngx_http_quay_token_access_done(ngx_http_request_t *r,
 
     allowed = 0;
 
-    if (exists && (public || level >= 1)) {
+    /* GLOBAL_READONLY_SUPER_USERS pull everything, push nothing */
+
+    if (exists && (public || level >= 1 || t->readonly_superuser)) {
         allowed |= NGX_HTTP_QUAY_ACTION_PULL;
     }
 
@@ -1513,6 +1515,10 @@ ngx_http_quay_token_access_done(ngx_http_request_t *r,
         } else {
             ngx_http_quay_db_param(q, 2, (u_char *) "public", 6);
         }
+
+        ngx_http_quay_db_param(q, 3, t->user_id.data, t->user_id.len);
+        ngx_http_quay_db_param(q, 4, r->connection->addr_text.data,
+                               r->connection->addr_text.len);
 
         q->udata = t;
 
@@ -1828,18 +1834,38 @@ ngx_http_quay_token_fail(ngx_http_request_t *r, ngx_http_quay_err_e err)
 
 
 static ngx_uint_t
-ngx_http_quay_token_is_superuser(quay_config_t *cfg, ngx_str_t *name)
+ngx_http_quay_token_in_list(quay_strlist_t *list, ngx_str_t *name)
 {
     size_t  i;
 
-    for (i = 0; i < cfg->super_users.n; i++) {
-        if (ngx_strlen(cfg->super_users.items[i]) == name->len
-            && ngx_strncmp(cfg->super_users.items[i], name->data, name->len)
-               == 0)
+    for (i = 0; i < list->n; i++) {
+        if (ngx_strlen(list->items[i]) == name->len
+            && ngx_strncmp(list->items[i], name->data, name->len) == 0)
         {
             return 1;
         }
     }
 
     return 0;
+}
+
+
+/*
+ * Sets t->superuser and t->readonly_superuser from SUPER_USERS and
+ * GLOBAL_READONLY_SUPER_USERS; a name in both lists is read-only, as in
+ * Quay.  may_super is false when the credential may not act as a
+ * superuser (an OAuth token without super:user).
+ */
+static void
+ngx_http_quay_token_set_superuser(ngx_http_quay_token_ctx_t *t,
+    ngx_uint_t may_super)
+{
+    quay_config_t  *cfg = t->qmcf->config;
+
+    t->readonly_superuser = ngx_http_quay_token_in_list(
+                                &cfg->global_readonly_super_users,
+                                &t->username);
+    t->superuser = may_super && !t->readonly_superuser
+                   && ngx_http_quay_token_in_list(&cfg->super_users,
+                                                  &t->username);
 }

@@ -4,57 +4,20 @@ named in its access claim.  A token for alice/b must not open alice/bc,
 alice/b/c, alice, ALICE/B or alice/b/, whatever exists there; a pull token
 must not push or delete."""
 
-import hashlib
-import json
-
 import pytest
 
+import v2client
 from api import create_user
 
 
 def token_for(registry, scopes, auth):
-    params = [("service", registry.url.split("//")[1])]
-    params += [("scope", s) for s in scopes]
-    res = registry.request("GET", "/v2/auth", params=params, auth=auth)
-    assert res.status_code == 200, res.text
-    return res.json()["token"]
+    status, token = v2client.token_for(registry, scopes, auth)
+    assert status == 200
+    return token
 
 
-def bearer(registry, method, path, token, **kw):
-    headers = dict(kw.pop("headers", {}))
-    headers["Authorization"] = "Bearer " + token
-    return registry.request(method, path, headers=headers, **kw)
-
-
-def push_image(registry, repo, token, tag="v1"):
-    """Pushes a config blob and a one-layer manifest to repo; returns the
-    manifest digest."""
-    def blob(data):
-        d = "sha256:" + hashlib.sha256(data).hexdigest()
-        res = bearer(registry, "POST", f"/v2/{repo}/blobs/uploads/?digest={d}",
-                     token, data=data,
-                     headers={"Content-Type": "application/octet-stream"})
-        assert res.status_code == 201, res.text
-        return d, len(data)
-
-    cfg = json.dumps({"architecture": "amd64", "os": "linux",
-                      "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    cd, cs = blob(cfg)
-    ld, ls = blob(repo.encode() + b" layer")
-    manifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": cd, "size": cs},
-        "layers": [{"mediaType":
-                    "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": ld, "size": ls}]}).encode()
-    res = bearer(registry, "PUT", f"/v2/{repo}/manifests/{tag}", token,
-                 data=manifest,
-                 headers={"Content-Type":
-                          "application/vnd.oci.image.manifest.v1+json"})
-    assert res.status_code == 201, res.text
-    return res.headers["Docker-Content-Digest"]
+bearer = v2client.bearer
+push_image = v2client.push_image
 
 
 @pytest.fixture(scope="module")
