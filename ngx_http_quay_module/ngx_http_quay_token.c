@@ -95,6 +95,8 @@ typedef struct {
     ngx_uint_t                  asked;       /* NGX_HTTP_QUAY_ACTION_* */
     ngx_uint_t                  granted;
     ngx_str_t                   namespace_id;   /* for create on push */
+    ngx_uint_t                  namespace_tried;  /* CREATE_NAMESPACE_
+                                                     ON_PUSH ran */
 } ngx_http_quay_token_scope_t;
 
 
@@ -172,6 +174,10 @@ static void ngx_http_quay_token_next_scope(ngx_http_quay_token_ctx_t *t);
 static void ngx_http_quay_token_access_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
 static void ngx_http_quay_token_create_done(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q);
+static ngx_int_t ngx_http_quay_token_namespace_create(
+    ngx_http_quay_token_ctx_t *t, ngx_http_quay_token_scope_t *s);
+static void ngx_http_quay_token_namespace_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
 static void ngx_http_quay_token_sign(ngx_http_quay_token_ctx_t *t);
 static void ngx_http_quay_token_sign_thread(void *data, ngx_log_t *log);
@@ -1428,6 +1434,26 @@ ngx_http_quay_token_access_done(ngx_http_request_t *r,
 
     t->next++;
 
+    if (ngx_http_quay_db_ntuples(q) == 0 && !s->namespace_tried
+        && cfg->create_namespace_on_push
+        && t->kind == NGX_HTTP_QUAY_TOKEN_USER && t->user_id.len
+        && (s->asked & NGX_HTTP_QUAY_ACTION_PUSH)
+        && !cfg->disable_pushes
+        && ngx_strcmp(cfg->registry_state, "readonly") != 0)
+    {
+        /* CREATE_NAMESPACE_ON_PUSH: make it an organization of the
+         * pusher, then look at this scope again */
+
+        s->namespace_tried = 1;
+
+        if (ngx_http_quay_token_namespace_create(t, s) != NGX_OK) {
+            ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(r,
+                                              NGX_HTTP_QUAY_ERR_UNAVAILABLE));
+        }
+
+        return;
+    }
+
     if (ngx_http_quay_db_ntuples(q) != 1
         || !ngx_http_quay_token_bool(q, 1))
     {
@@ -1532,6 +1558,70 @@ ngx_http_quay_token_access_done(ngx_http_request_t *r,
 
         return;
     }
+
+    ngx_http_quay_token_next_scope(t);
+}
+
+
+static ngx_int_t
+ngx_http_quay_token_namespace_create(ngx_http_quay_token_ctx_t *t,
+    ngx_http_quay_token_scope_t *s)
+{
+    u_char                    *p;
+    ngx_http_request_t        *r;
+    ngx_http_quay_db_query_t  *q;
+
+    r = t->r;
+
+    q = ngx_http_quay_request_query(r, QUAY_SQL_AUTH_NAMESPACE_CREATE);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_quay_db_param(q, 0, t->user_id.data, t->user_id.len);
+    ngx_http_quay_db_param(q, 1, s->ns.data, s->ns.len);
+    ngx_http_quay_db_param(q, 2, r->connection->addr_text.data,
+                           r->connection->addr_text.len);
+    ngx_http_quay_db_param(q, 3, p,
+                           ngx_sprintf(p, "%L", (int64_t) t->qmcf->config
+                                       ->default_tag_expiration_s) - p);
+
+    q->udata = t;
+
+    if (ngx_http_quay_request_query_run(r, q,
+                                        ngx_http_quay_token_namespace_done)
+        != NGX_AGAIN)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_quay_token_namespace_done(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q)
+{
+    ngx_http_quay_token_ctx_t  *t;
+
+    t = q->udata;
+
+    if (q->rc != NGX_OK) {
+        ngx_http_quay_token_finish(t, ngx_http_quay_token_fail(r,
+                                          NGX_HTTP_QUAY_ERR_UNAVAILABLE));
+        return;
+    }
+
+    /* the same scope once more: created, or refused (a bad name), in
+     * which case it finds no namespace again and grants nothing */
+
+    t->next--;
 
     ngx_http_quay_token_next_scope(t);
 }
