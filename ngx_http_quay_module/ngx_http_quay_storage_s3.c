@@ -14,7 +14,11 @@
  * of XML, stays in memory (NGX_HTTP_SUBREQUEST_IN_MEMORY).  The post
  * handler only records the answer and posts an event: the driver goes on
  * from there, on the event loop, after nginx has finished the
- * subrequest.  Signing is lib/quay_sigv4.c, with one signing key cache
+ * subrequest.  Each S3 request has a pool of its own, which also holds
+ * the subrequest (made while the parent's pool is swapped for it) and
+ * is destroyed once the subrequest is done: a 20 GiB upload makes 4,000
+ * of them, and the main request's pool must not grow with each.
+ * Signing is lib/quay_sigv4.c, with one signing key cache
  * per worker process.  No libcurl, no blocking call, no resolver at run
  * time: quay_config registers each endpoint as an implicit upstream, so
  * nginx resolves host names at configuration time.
@@ -161,6 +165,11 @@ struct ngx_http_quay_s3_req_s {
     void                           *data;
     ngx_event_t                     event;       /* posted on completion;
                                                     deleted by the cleanup */
+    ngx_pool_t                     *pool;        /* owned: this request's
+                                                    memory, the subrequest's
+                                                    included; destroyed when
+                                                    it is answered, or by
+                                                    the cleanup */
     unsigned                        out:1;       /* a subrequest is out */
 };
 
@@ -275,8 +284,8 @@ static ngx_int_t ngx_http_quay_s3_key(ngx_pool_t *pool,
     ngx_str_t *key);
 static void ngx_http_quay_s3_amz_date(u_char *date);
 static ngx_int_t ngx_http_quay_s3_sign(ngx_http_request_t *r,
-    ngx_http_quay_s3_req_t *sq, u_char *amz_date, ngx_str_t *url,
-    ngx_str_t *authorization, ngx_str_t *payload);
+    ngx_pool_t *pool, ngx_http_quay_s3_req_t *sq, u_char *amz_date,
+    ngx_str_t *url, ngx_str_t *authorization, ngx_str_t *payload);
 static u_char *ngx_http_quay_s3_encode_path(ngx_pool_t *pool,
     ngx_http_quay_s3_endpoint_t *ep, ngx_str_t *key, size_t *len);
 static void ngx_http_quay_s3_set_var(ngx_http_request_t *r,
@@ -287,11 +296,13 @@ static ngx_http_quay_s3_req_t *ngx_http_quay_s3_req_init(
     const quay_storage_location_t *loc, ngx_http_quay_s3_endpoint_t *ep);
 static void ngx_http_quay_s3_req_reset(ngx_http_quay_s3_req_t *sq,
     ngx_uint_t method, const char *what, ngx_str_t *key);
+static ngx_pool_t *ngx_http_quay_s3_req_pool(ngx_http_quay_s3_req_t *sq);
 static ngx_int_t ngx_http_quay_s3_request(ngx_http_quay_s3_req_t *sq);
 static ngx_int_t ngx_http_quay_s3_request_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_http_quay_s3_request_event(ngx_event_t *ev);
 static void ngx_http_quay_s3_req_cleanup(void *data);
+static void ngx_http_quay_s3_pool_destroy(void *data);
 static void ngx_http_quay_s3_log_failure(ngx_http_quay_s3_req_t *sq,
     ngx_uint_t level);
 static ngx_uint_t ngx_http_quay_s3_xml_error(ngx_str_t *body);
@@ -732,9 +743,9 @@ ngx_http_quay_s3_encode_path(ngx_pool_t *pool,
  */
 
 static ngx_int_t
-ngx_http_quay_s3_sign(ngx_http_request_t *r, ngx_http_quay_s3_req_t *sq,
-    u_char *amz_date, ngx_str_t *url, ngx_str_t *authorization,
-    ngx_str_t *payload)
+ngx_http_quay_s3_sign(ngx_http_request_t *r, ngx_pool_t *pool,
+    ngx_http_quay_s3_req_t *sq, u_char *amz_date, ngx_str_t *url,
+    ngx_str_t *authorization, ngx_str_t *payload)
 {
     u_char                        *path, *p;
     size_t                         path_len, len, n, raw_len;
@@ -768,7 +779,7 @@ ngx_http_quay_s3_sign(ngx_http_request_t *r, ngx_http_quay_s3_req_t *sq,
 
     raw_len = 1 + ep->bucket.len + (sq->key.len ? 1 + sq->key.len : 0);
 
-    p = ngx_pnalloc(r->pool, raw_len);
+    p = ngx_pnalloc(pool, raw_len);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -847,7 +858,7 @@ ngx_http_quay_s3_sign(ngx_http_request_t *r, ngx_http_quay_s3_req_t *sq,
         goto failed;
     }
 
-    authorization->data = ngx_pnalloc(r->pool, len + 1);
+    authorization->data = ngx_pnalloc(pool, len + 1);
     if (authorization->data == NULL) {
         return NGX_ERROR;
     }
@@ -875,7 +886,7 @@ ngx_http_quay_s3_sign(ngx_http_request_t *r, ngx_http_quay_s3_req_t *sq,
                + 2;
     }
 
-    url->data = ngx_pnalloc(r->pool, len);
+    url->data = ngx_pnalloc(pool, len);
     if (url->data == NULL) {
         return NGX_ERROR;
     }
@@ -1006,6 +1017,20 @@ ngx_http_quay_s3_req_reset(ngx_http_quay_s3_req_t *sq, ngx_uint_t method,
 }
 
 
+/* The pool of the request being prepared, made on first use. */
+
+static ngx_pool_t *
+ngx_http_quay_s3_req_pool(ngx_http_quay_s3_req_t *sq)
+{
+    if (sq->pool == NULL) {
+        sq->pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE,
+                                   sq->r->connection->log);
+    }
+
+    return sq->pool;
+}
+
+
 /*
  * Sends sq as a subrequest to /_quay_s3/.  Returns NGX_OK (sq->handler
  * will run from a posted event) or NGX_ERROR (logged; it will not).
@@ -1016,37 +1041,48 @@ ngx_http_quay_s3_request(ngx_http_quay_s3_req_t *sq)
 {
     u_char                       *amz_date, *copy, *p;
     size_t                        len;
+    ngx_int_t                     rc;
     ngx_str_t                     uri, url, authorization, payload;
+    ngx_pool_t                   *pool, *saved;
+    ngx_uint_t                    swap;
+    ngx_connection_t             *c;
     ngx_http_request_t           *r, *sr;
+    ngx_pool_cleanup_t           *cln;
     ngx_http_request_body_t      *rb;
     ngx_http_post_subrequest_t   *ps;
     ngx_http_core_main_conf_t    *cmcf;
 
     r = sq->r;
+    c = r->connection;
 
     if (sq->out) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
                       "quay: storage: %s started while a request is out",
                       sq->what);
         return NGX_ERROR;
     }
 
-    amz_date = ngx_pnalloc(r->pool, QUAY_SIGV4_AMZ_DATE_LEN + 1);
+    pool = ngx_http_quay_s3_req_pool(sq);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    amz_date = ngx_pnalloc(pool, QUAY_SIGV4_AMZ_DATE_LEN + 1);
     if (amz_date == NULL) {
         return NGX_ERROR;
     }
 
     ngx_http_quay_s3_amz_date(amz_date);
 
-    if (ngx_http_quay_s3_sign(r, sq, amz_date, &url, &authorization,
+    if (ngx_http_quay_s3_sign(r, pool, sq, amz_date, &url, &authorization,
                               &payload)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
-    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    ps = ngx_palloc(pool, sizeof(ngx_http_post_subrequest_t));
+    rb = ngx_pcalloc(pool, sizeof(ngx_http_request_body_t));
     if (ps == NULL || rb == NULL) {
         return NGX_ERROR;
     }
@@ -1056,11 +1092,38 @@ ngx_http_quay_s3_request(ngx_http_quay_s3_req_t *sq)
 
     ngx_str_set(&uri, NGX_HTTP_QUAY_S3_LOCATION);
 
-    if (ngx_http_subrequest(r, &uri, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_IN_MEMORY
-                            |NGX_HTTP_SUBREQUEST_WAITED)
-        != NGX_OK)
-    {
+    /*
+     * nginx makes a subrequest and everything it uses from the parent's
+     * pool.  When the subrequest will be the active one (the parent is,
+     * and has nothing postponed), nothing of it outlives its end, so it
+     * is made in our pool instead: lent to the parent for this call.
+     */
+
+    swap = (c->data == r && r->postponed == NULL);
+
+    saved = r->pool;
+
+    if (swap) {
+        r->pool = pool;
+    }
+
+    rc = ngx_http_subrequest(r, &uri, NULL, &sr, ps,
+                             NGX_HTTP_SUBREQUEST_IN_MEMORY
+                             |NGX_HTTP_SUBREQUEST_WAITED);
+
+    r->pool = saved;
+
+    if (rc != NGX_OK) {
+
+        /* the parent may point into the pool now: keep it to the end */
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln != NULL) {
+            cln->handler = ngx_http_quay_s3_pool_destroy;
+            cln->data = pool;
+            sq->pool = NULL;
+        }
+
         return NGX_ERROR;
     }
 
@@ -1073,8 +1136,8 @@ ngx_http_quay_s3_request(ngx_http_quay_s3_req_t *sq)
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
 
-    sr->variables = ngx_pcalloc(r->pool, cmcf->variables.nelts
-                                         * sizeof(ngx_http_variable_value_t));
+    sr->variables = ngx_pcalloc(pool, cmcf->variables.nelts
+                                      * sizeof(ngx_http_variable_value_t));
     if (sr->variables == NULL) {
         return NGX_ERROR;
     }
@@ -1112,7 +1175,7 @@ ngx_http_quay_s3_request(ngx_http_quay_s3_req_t *sq)
         len = quay_sigv4_uri_encode((char *) sq->copy_source.data,
                                     sq->copy_source.len, 1, NULL);
 
-        copy = ngx_pnalloc(r->pool, len);
+        copy = ngx_pnalloc(pool, len);
         if (copy == NULL) {
             return NGX_ERROR;
         }
@@ -1138,7 +1201,7 @@ ngx_http_quay_s3_request(ngx_http_quay_s3_req_t *sq)
 
     sq->out = 1;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "quay s3: %s %V \"%V\"", sq->what, &sq->method_name,
                    &sq->key);
 
@@ -1147,11 +1210,12 @@ ngx_http_quay_s3_request(ngx_http_quay_s3_req_t *sq)
 
 
 /*
- * The subrequest is being finalized: record S3's answer and post the
- * continuation.  May be called again (an error page of the subrequest):
- * only the first call counts.  A status error of the subrequest itself
- * is turned into NGX_OK, so nginx makes no error page in memory; only a
- * dead client (or no memory) ends the main request here.
+ * The subrequest is being finalized: record S3's answer (copied out of
+ * the request's pool, which goes soon) and post the continuation.  May be
+ * called again (an error page of the subrequest): only the first call
+ * counts.  A status error of the subrequest itself is turned into NGX_OK,
+ * so nginx makes no error page in memory; only a dead client (or no
+ * memory) ends the main request here.
  */
 
 static ngx_int_t
@@ -1161,6 +1225,7 @@ ngx_http_quay_s3_request_done(ngx_http_request_t *sr, void *data,
     ngx_http_quay_s3_req_t  *sq = data;
 
     ngx_buf_t            *b;
+    ngx_str_t             value;
     ngx_http_upstream_t  *u;
 
     if (!sq->out || sq->event.posted) {
@@ -1173,7 +1238,7 @@ ngx_http_quay_s3_request_done(ngx_http_request_t *sr, void *data,
         ngx_log_error(NGX_LOG_ALERT, sr->connection->log, 0,
                       "quay: storage: \"" NGX_HTTP_QUAY_S3_LOCATION "\" is "
                       "not a proxy_pass location: add it to the server "
-                      "block, as in conf/nginx.conf");
+                      "block, as in conf/quay-storage.conf");
         sq->status = 0;
 
     } else {
@@ -1183,12 +1248,18 @@ ngx_http_quay_s3_request_done(ngx_http_request_t *sr, void *data,
     if (sq->status) {
         if (sr->out != NULL && sr->out->buf != NULL) {
             b = sr->out->buf;
-            sq->response.data = b->pos;
-            sq->response.len = b->last - b->pos;
+            value.data = b->pos;
+            value.len = b->last - b->pos;
+
+            sq->response.data = ngx_pstrdup(sq->r->pool, &value);
+            sq->response.len = sq->response.data ? value.len : 0;
         }
 
         if (sr->headers_out.etag != NULL) {
-            sq->etag = sr->headers_out.etag->value;
+            sq->etag.data = ngx_pstrdup(sq->r->pool,
+                                        &sr->headers_out.etag->value);
+            sq->etag.len = sq->etag.data ? sr->headers_out.etag->value.len
+                                         : 0;
         }
     }
 
@@ -1204,20 +1275,62 @@ ngx_http_quay_s3_request_done(ngx_http_request_t *sr, void *data,
 }
 
 
+/*
+ * From the event loop, after nginx has finished the subrequest: its pool
+ * goes (unless nginx still links it: then at the end of the request),
+ * then the continuation runs.
+ */
+
 static void
 ngx_http_quay_s3_request_event(ngx_event_t *ev)
 {
-    ngx_connection_t        *c;
-    ngx_http_quay_s3_req_t  *sq;
+    ngx_pool_t                    *pool;
+    ngx_connection_t              *c;
+    ngx_http_request_t            *r, *sr;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_quay_s3_req_t        *sq;
+    ngx_http_postponed_request_t  *pr;
 
     sq = ev->data;
-    c = sq->r->connection;
+    r = sq->r;
+    c = r->connection;
 
     sq->out = 0;
+
+    pool = sq->pool;
+    sq->pool = NULL;
+
+    if (pool != NULL) {
+        for (pr = r->postponed; pr; pr = pr->next) {
+            if (pr->request != NULL && pr->request->pool == pool) {
+                break;
+            }
+        }
+
+        sr = c->data;
+
+        if (pr == NULL && (sr == NULL || sr->pool != pool)) {
+            ngx_destroy_pool(pool);
+
+        } else {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln != NULL) {
+                cln->handler = ngx_http_quay_s3_pool_destroy;
+                cln->data = pool;
+            }
+        }
+    }
 
     sq->handler(sq);
 
     ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_quay_s3_pool_destroy(void *data)
+{
+    ngx_destroy_pool(data);
 }
 
 
@@ -1228,6 +1341,14 @@ ngx_http_quay_s3_req_cleanup(void *data)
 
     if (sq->event.posted) {
         ngx_delete_posted_event(&sq->event);
+    }
+
+    /* the request ends with an S3 request out: its subrequest went with
+     * the request's own cleanups, which run before the pool's */
+
+    if (sq->pool != NULL) {
+        ngx_destroy_pool(sq->pool);
+        sq->pool = NULL;
     }
 }
 
@@ -1240,25 +1361,39 @@ ngx_http_quay_s3_req_cleanup(void *data)
 static void
 ngx_http_quay_s3_log_failure(ngx_http_quay_s3_req_t *sq, ngx_uint_t level)
 {
-    ngx_str_t  code;
+    char       *action;
+    ngx_str_t   code, *object;
+    ngx_log_t  *log;
+
+    log = sq->r->connection->log;
+
+    /* the subrequest left its own ("sending to client") */
+
+    action = log->action;
+    log->action = NULL;
+
+    object = sq->key.len ? &sq->key : &sq->ep->bucket;
 
     if (sq->status == 0) {
-        ngx_log_error(level, sq->r->connection->log, 0,
+        ngx_log_error(level, log, 0,
                       "quay: storage location \"%s\": %s \"%V\": no answer "
-                      "from %V://%V", sq->loc->name, sq->what, &sq->key,
+                      "from %V://%V", sq->loc->name, sq->what, object,
                       &sq->ep->scheme, &sq->ep->host);
-        return;
+
+    } else {
+        if (ngx_http_quay_s3_xml_value(&sq->response, "Code", &code)
+            != NGX_OK)
+        {
+            ngx_str_set(&code, "-");
+        }
+
+        ngx_log_error(level, log, 0,
+                      "quay: storage location \"%s\": %s \"%V\" failed: "
+                      "%ui %V", sq->loc->name, sq->what, object, sq->status,
+                      &code);
     }
 
-    if (ngx_http_quay_s3_xml_value(&sq->response, "Code", &code) != NGX_OK)
-    {
-        ngx_str_set(&code, "-");
-    }
-
-    ngx_log_error(level, sq->r->connection->log, 0,
-                  "quay: storage location \"%s\": %s \"%V\" failed: "
-                  "%ui %V", sq->loc->name, sq->what, &sq->key, sq->status,
-                  &code);
+    log->action = action;
 }
 
 
@@ -1323,6 +1458,7 @@ ngx_http_quay_s3_file_body(ngx_http_quay_s3_req_t *sq,
     ngx_fd_t      fd;
     ngx_str_t     name;
     ngx_buf_t    *b;
+    ngx_pool_t   *pool;
     ngx_chain_t  *cl;
 
     fd = ngx_http_quay_storage_fs_spool_fd(spool, &name);
@@ -1338,13 +1474,18 @@ ngx_http_quay_s3_file_body(ngx_http_quay_s3_req_t *sq,
         return NGX_OK;
     }
 
-    b = ngx_calloc_buf(sq->r->pool);
-    cl = ngx_alloc_chain_link(sq->r->pool);
+    pool = ngx_http_quay_s3_req_pool(sq);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    b = ngx_calloc_buf(pool);
+    cl = ngx_alloc_chain_link(pool);
     if (b == NULL || cl == NULL) {
         return NGX_ERROR;
     }
 
-    b->file = ngx_pcalloc(sq->r->pool, sizeof(ngx_file_t));
+    b->file = ngx_pcalloc(pool, sizeof(ngx_file_t));
     if (b->file == NULL) {
         return NGX_ERROR;
     }
@@ -1371,11 +1512,17 @@ ngx_http_quay_s3_memory_body(ngx_http_quay_s3_req_t *sq, u_char *data,
 {
     u_char        hash[QUAY_SHA256_DIGEST_LEN];
     ngx_buf_t    *b;
+    ngx_pool_t   *pool;
     ngx_chain_t  *cl;
 
-    b = ngx_calloc_buf(sq->r->pool);
-    cl = ngx_alloc_chain_link(sq->r->pool);
-    sq->payload.data = ngx_pnalloc(sq->r->pool, 2 * QUAY_SHA256_DIGEST_LEN);
+    pool = ngx_http_quay_s3_req_pool(sq);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    b = ngx_calloc_buf(pool);
+    cl = ngx_alloc_chain_link(pool);
+    sq->payload.data = ngx_pnalloc(pool, 2 * QUAY_SHA256_DIGEST_LEN);
     if (b == NULL || cl == NULL || sq->payload.data == NULL) {
         return NGX_ERROR;
     }
@@ -1482,8 +1629,8 @@ ngx_http_quay_s3_send(ngx_http_request_t *r,
 
     ngx_http_quay_s3_amz_date(amz_date);
 
-    if (ngx_http_quay_s3_sign(r, &sq, amz_date, &url, &authorization,
-                              &payload)
+    if (ngx_http_quay_s3_sign(r, r->pool, &sq, amz_date, &url,
+                              &authorization, &payload)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -2485,7 +2632,8 @@ ngx_http_quay_s3_part_created(ngx_http_quay_s3_upload_t *su)
 static void
 ngx_http_quay_s3_part_send(ngx_http_quay_s3_upload_t *su)
 {
-    u_char  *number;
+    u_char      *number;
+    ngx_pool_t  *pool;
 
     if (su->parts.nelts >= NGX_HTTP_QUAY_S3_MAX_PARTS) {
         ngx_log_error(NGX_LOG_ERR, su->r->connection->log, 0,
@@ -2497,7 +2645,8 @@ ngx_http_quay_s3_part_send(ngx_http_quay_s3_upload_t *su)
         return;
     }
 
-    number = ngx_pnalloc(su->r->pool, NGX_INT_T_LEN);
+    pool = ngx_http_quay_s3_req_pool(&su->sq);
+    number = pool ? ngx_pnalloc(pool, NGX_INT_T_LEN) : NULL;
     if (number == NULL) {
         ngx_http_quay_s3_finish(su, NGX_ERROR);
         return;

@@ -123,6 +123,11 @@ typedef struct {
     const ngx_http_quay_storage_driver_t  *driver;
     ngx_http_quay_storage_upload_t         up;
     ngx_http_quay_storage_op_t             op;
+    ngx_pool_t                            *save_pool;   /* owned: the last
+                                                           checkpoint's
+                                                           query; destroyed
+                                                           by the next one
+                                                           or the cleanup */
 
     ngx_http_quay_err_e                    err;         /* answer after an
                                                            abort */
@@ -176,6 +181,7 @@ static void ngx_http_quay_upload_checkpoint_saved(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
 static ngx_int_t ngx_http_quay_upload_save(ngx_http_quay_upload_ctx_t *ctx,
     ngx_uint_t chunk, ngx_http_quay_request_done_pt done);
+static void ngx_http_quay_upload_save_cleanup(void *data);
 static void ngx_http_quay_upload_storage_error(
     ngx_http_quay_upload_ctx_t *ctx, ngx_http_quay_storage_op_t *op);
 static void ngx_http_quay_upload_body(ngx_http_quay_upload_ctx_t *ctx);
@@ -202,6 +208,8 @@ static ngx_int_t ngx_http_quay_upload_content_range(ngx_http_request_t *r,
 static ngx_int_t ngx_http_quay_upload_uuid(ngx_http_request_t *r,
     ngx_str_t *uuid);
 static u_char *ngx_http_quay_upload_sha_hex(ngx_http_request_t *r,
+    quay_sha256_t *sha);
+static u_char *ngx_http_quay_upload_sha_hex_to(u_char *hex,
     quay_sha256_t *sha);
 static ngx_int_t ngx_http_quay_upload_session_headers(
     ngx_http_quay_upload_ctx_t *ctx, off_t length);
@@ -1266,7 +1274,10 @@ ngx_http_quay_upload_rewound(ngx_http_request_t *r,
 /*
  * Saves the row: the new length up.offset, the hash state and the
  * driver's metadata, compare-and-set on ctx->byte_count; chunk is 1 at
- * the end of a PATCH.  done runs with the query.
+ * the end of a PATCH.  done runs with the query.  A checkpoint (chunk 0)
+ * may come every 5 MiB of a long body: its query and result live in a
+ * pool of their own, which the next checkpoint destroys, so that the
+ * request's memory does not grow with the blob.
  */
 
 static ngx_int_t
@@ -1274,17 +1285,47 @@ ngx_http_quay_upload_save(ngx_http_quay_upload_ctx_t *ctx, ngx_uint_t chunk,
     ngx_http_quay_request_done_pt done)
 {
     u_char                    *hex, *old, *new, *last;
+    ngx_pool_t                *pool;
     ngx_http_request_t        *r;
+    ngx_pool_cleanup_t        *cln;
     ngx_http_quay_db_query_t  *q;
 
     r = ctx->r;
+    pool = r->pool;
 
-    hex = ngx_http_quay_upload_sha_hex(r, &ctx->sha);
-    old = ngx_pnalloc(r->pool, 2 * NGX_OFF_T_LEN);
-    q = ngx_http_quay_request_query(r, QUAY_SQL_UPLOAD_PROGRESS);
+    if (!chunk) {
+        if (ctx->save_pool != NULL) {
+            /* the previous checkpoint's query finished long ago */
+            ngx_destroy_pool(ctx->save_pool);
+            ctx->save_pool = NULL;
+
+        } else {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                return NGX_ERROR;
+            }
+
+            cln->handler = ngx_http_quay_upload_save_cleanup;
+            cln->data = ctx;
+        }
+
+        ctx->save_pool = ngx_create_pool(1024, r->connection->log);
+        if (ctx->save_pool == NULL) {
+            return NGX_ERROR;
+        }
+
+        pool = ctx->save_pool;
+    }
+
+    hex = ngx_pnalloc(pool, NGX_HTTP_QUAY_SHA_HEX_LEN);
+    old = ngx_pnalloc(pool, 2 * NGX_OFF_T_LEN);
+    q = ngx_http_quay_db_query_create(pool, r->connection->log,
+                                      QUAY_SQL_UPLOAD_PROGRESS);
     if (hex == NULL || old == NULL || q == NULL) {
         return NGX_ERROR;
     }
+
+    (void) ngx_http_quay_upload_sha_hex_to(hex, &ctx->sha);
 
     new = ngx_sprintf(old, "%O", ctx->byte_count);
     last = ngx_sprintf(new, "%O", ctx->up.offset);
@@ -1305,6 +1346,21 @@ ngx_http_quay_upload_save(ngx_http_quay_upload_ctx_t *ctx, ngx_uint_t chunk,
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_quay_upload_save_cleanup(void *data)
+{
+    ngx_http_quay_upload_ctx_t  *ctx = data;
+
+    /* a query still out is abandoned by its cleanup in this pool (its
+     * connection is closed) */
+
+    if (ctx->save_pool != NULL) {
+        ngx_destroy_pool(ctx->save_pool);
+        ctx->save_pool = NULL;
+    }
 }
 
 
@@ -2084,12 +2140,23 @@ ngx_http_quay_upload_uuid(ngx_http_request_t *r, ngx_str_t *uuid)
 static u_char *
 ngx_http_quay_upload_sha_hex(ngx_http_request_t *r, quay_sha256_t *sha)
 {
-    u_char  state[QUAY_SHA256_STATE_LEN], *hex;
+    u_char  *hex;
 
     hex = ngx_pnalloc(r->pool, NGX_HTTP_QUAY_SHA_HEX_LEN);
     if (hex == NULL) {
         return NULL;
     }
+
+    return ngx_http_quay_upload_sha_hex_to(hex, sha);
+}
+
+
+/* Same, into hex (NGX_HTTP_QUAY_SHA_HEX_LEN bytes). */
+
+static u_char *
+ngx_http_quay_upload_sha_hex_to(u_char *hex, quay_sha256_t *sha)
+{
+    u_char  state[QUAY_SHA256_STATE_LEN];
 
     (void) quay_sha256_serialize(sha, state);
     (void) ngx_hex_dump(hex, state, sizeof(state));

@@ -229,3 +229,327 @@ def test_monolithic_push_is_at_its_content_address_and_pulls_by_redirect(
     assert got.content == data
 
     assert_clean_bucket(rgw, rados.bucket, [digest])
+
+
+def test_chunked_upload_crosses_part_boundaries_on_any_worker(
+        rgw, rados, alice):
+    # 13 PATCHes of 1 MiB (fresh connections: any of the two workers)
+    # fill two 5 MiB parts and leave 3 MiB spooled for the PUT
+    data = os.urandom(13 * MiB + 12345)
+    digest = sha256(data)
+    location, uuid = alice.start()
+    chunk = MiB
+    seen_parts = []
+    for off in range(0, len(data), chunk):
+        piece = data[off:off + chunk]
+        r = alice.patch(location, piece, start=off, fresh=True)
+        assert r.status_code == 202, r.text
+        assert r.headers["Range"] == f"0-{off + len(piece) - 1}"
+        count, meta = upload_metadata(rados, uuid)
+        assert count == off + len(piece)
+        seen_parts.append(len(meta.get("parts", [])))
+        # the node spools only the part being filled
+        assert spool_path(rados, uuid).stat().st_size < 6 * MiB
+
+    assert seen_parts[3] == 0 and seen_parts[5] == 1 and seen_parts[-1] == 2
+    _, meta = upload_metadata(rados, uuid)
+    assert [p[1] for p in meta["parts"]] == [5 * MiB, 5 * MiB]
+    assert meta["upload_id"]
+    assert [k for k, _ in rgw.list_multipart_uploads(rados.bucket)] == \
+        [f"{PREFIX}/uploads/{uuid}"]
+
+    r = alice.put(location, digest, fresh=True)
+    assert r.status_code == 201, r.text
+    assert r.headers["Docker-Content-Digest"] == digest
+
+    assert bucket_object(rgw, rados.bucket, blob_key(digest)) == data
+    assert upload_metadata(rados, uuid) is None
+    assert not spool_path(rados, uuid).exists()
+    assert_clean_bucket(rgw, rados.bucket, [digest])
+
+
+def test_20_mib_blob_is_streamed_in_parts_and_copied_in_ranges(
+        rgw, rados, alice):
+    # one PATCH of 20 MiB, then the PUT; maximum_chunk_size_mb is 8, so
+    # the object reaches its content address by UploadPartCopy ranges
+    data = os.urandom(20 * MiB)
+    digest = sha256(data)
+    location, uuid = alice.start()
+    r = alice.patch(location, data)
+    assert r.status_code == 202, r.text
+    count, meta = upload_metadata(rados, uuid)
+    assert count == len(data)
+    assert [p[1] for p in meta["parts"]] == [5 * MiB] * 4
+    r = alice.put(location, digest)
+    assert r.status_code == 201, r.text
+
+    r = alice.blob(digest)
+    assert r.status_code == 307
+    got = requests.get(r.headers["Location"], timeout=60)
+    assert got.status_code == 200
+    assert hashlib.sha256(got.content).hexdigest() == digest.split(":")[1]
+    assert_clean_bucket(rgw, rados.bucket, [digest])
+
+
+def test_last_chunk_with_the_put_and_a_blob_of_exactly_one_part(
+        rgw, rados, alice):
+    one = os.urandom(5 * MiB)
+    location, _ = alice.start()
+    assert alice.patch(location, one).status_code == 202
+    r = alice.put(location, sha256(one))
+    assert r.status_code == 201, r.text
+
+    two = os.urandom(7 * MiB)
+    location, _ = alice.start()
+    assert alice.patch(location, two[:MiB], start=0).status_code == 202
+    r = alice.put(location, sha256(two), data=two[MiB:],
+                  headers={"Content-Range": f"{MiB}-{len(two) - 1}"})
+    assert r.status_code == 201, r.text
+
+    empty = b""
+    assert alice.push(empty) == sha256(empty)
+
+    for blob in (one, two, empty):
+        assert bucket_object(rgw, rados.bucket, blob_key(sha256(blob))) \
+            == blob
+    assert rgw.list_multipart_uploads(rados.bucket) == []
+
+
+def test_wrong_digest_on_put_aborts_and_leaves_nothing(rgw, rados, alice):
+    data = os.urandom(6 * MiB)
+    location, uuid = alice.start()
+    assert alice.patch(location, data).status_code == 202
+    r = alice.put(location, sha256(b"something else"))
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["code"] == "DIGEST_INVALID"
+    assert upload_metadata(rados, uuid) is None
+    assert rgw.list_multipart_uploads(rados.bucket) == []
+    assert blob_key(sha256(data)) not in rgw.list_objects(rados.bucket)
+
+
+def test_cancel_aborts_the_multipart_upload(rgw, rados, alice):
+    location, uuid = alice.start()
+    assert alice.patch(location, os.urandom(6 * MiB)).status_code == 202
+    assert [k for k, _ in rgw.list_multipart_uploads(rados.bucket)] == \
+        [f"{PREFIX}/uploads/{uuid}"]
+    assert spool_path(rados, uuid).exists()
+
+    r = alice.req("DELETE", location)
+    assert r.status_code == 204, r.text
+    assert rgw.list_multipart_uploads(rados.bucket) == []
+    assert not spool_path(rados, uuid).exists()
+    assert upload_metadata(rados, uuid) is None
+    assert alice.req("GET", location).status_code == 404
+
+
+def test_upload_continues_on_another_node_from_the_last_part(
+        rgw, rados, alice):
+    # the spool of the part being filled lives on one node; a PATCH that
+    # reaches another node (here: the row names another one) is told to
+    # resend from the last part boundary, and the upload then completes
+    data = os.urandom(8 * MiB)
+    digest = sha256(data)
+    location, uuid = alice.start()
+    assert alice.patch(location, data[:7 * MiB], start=0).status_code == 202
+    rados.pg.sql("UPDATE blobupload SET storage_metadata = jsonb_set("
+                 "storage_metadata, '{node}', '\"elsewhere:/spool\"')"
+                 f" WHERE uuid = '{uuid}'", db=dbname(rados))
+
+    r = alice.patch(location, data[7 * MiB:], start=7 * MiB)
+    assert r.status_code == 416, r.text
+    assert r.headers["Range"] == f"0-{5 * MiB - 1}"
+    assert "continues from byte 5242880" in r.text
+    assert upload_metadata(rados, uuid)[0] == 5 * MiB
+    s = alice.req("GET", location)
+    assert s.status_code == 204 and s.headers["Range"] == f"0-{5 * MiB - 1}"
+
+    r = alice.patch(location, data[5 * MiB:], start=5 * MiB)
+    assert r.status_code == 202, r.text
+    r = alice.put(location, digest)
+    assert r.status_code == 201, r.text
+    assert bucket_object(rgw, rados.bucket, blob_key(digest)) == data
+    assert_clean_bucket(rgw, rados.bucket, [digest])
+
+
+def test_head_is_answered_from_the_database(rgw, rados, alice):
+    data = os.urandom(4096)
+    digest = alice.push(data)
+    rgw.stop_gateway()
+    try:
+        r = alice.blob(digest, method="HEAD")
+        assert r.status_code == 200
+        assert r.headers["Content-Length"] == str(len(data))
+        assert r.headers["Docker-Content-Digest"] == digest
+        # a GET still answers: the presigned URL needs no storage call
+        assert alice.blob(digest).status_code == 307
+    finally:
+        rgw.start_gateway()
+
+
+# ---------------------------------------------------------- proxy mode
+
+def test_proxy_mode_streams_the_blob_with_range(rgw, s3form, proxied):
+    data = os.urandom(7 * MiB + 3)
+    digest = proxied.push(data)
+    assert bucket_object(rgw, s3form.bucket, blob_key(digest)) == data
+
+    r = proxied.blob(digest)
+    assert r.status_code == 200, r.text
+    assert r.content == data
+    assert r.headers["Docker-Content-Digest"] == digest
+    assert r.headers["ETag"] == f'"{digest}"'
+    assert r.headers["Content-Length"] == str(len(data))
+    assert "x-amz-request-id" not in {k.lower() for k in r.headers}
+
+    r = proxied.blob(digest, headers={"Range": "bytes=1000-1999"})
+    assert r.status_code == 206
+    assert r.content == data[1000:2000]
+    assert r.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+
+    r = proxied.blob(digest, method="HEAD")
+    assert r.status_code == 200
+    assert r.headers["Content-Length"] == str(len(data))
+
+    # the S3Storage form stores at the same content address
+    assert_clean_bucket(rgw, s3form.bucket, [digest])
+
+
+def test_proxy_mode_with_missing_bytes_is_a_5xx(rgw, s3form, proxied):
+    data = os.urandom(1000)
+    digest = proxied.push(data)
+    assert rgw.s3("DELETE", f"/{s3form.bucket}/{blob_key(digest)}"
+                  ).status_code == 204
+    r = proxied.blob(digest)
+    assert r.status_code == 502
+    assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
+    assert "Docker-Content-Digest" not in r.headers
+    assert "Cache-Control" not in r.headers
+
+
+# --------------------------------------------------------------- health
+
+def test_endtoend_health_checks_the_bucket(rados):
+    r = rados.request("GET", "/health/endtoend")
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["services"]["storage"] is True
+
+
+# -------------------------------------------------------- wrong secret
+
+def test_wrong_secret_key_is_a_clear_storage_error(rgw, start_registry):
+    bucket = new_bucket(rgw, "badkey")
+    reg = start_registry(**s3_config(
+        "badkey", radosgw_location(rgw, bucket,
+                                   secret_key="not-the-secret-key")))
+    create_user(reg, "alice", "alice-password")
+    c = Client(reg, "alice/badkey", ("alice", "alice-password"))
+
+    small = os.urandom(1000)
+    r = c.req("POST", "/v2/alice/badkey/blobs/uploads/",
+              params={"digest": sha256(small)}, data=small)
+    assert r.status_code == 503, r.text
+    err = r.json()["errors"][0]
+    assert err["code"] == "UNAVAILABLE"
+    assert err["detail"] == 'storage location "badkey" failed'
+
+    big = os.urandom(6 * MiB)
+    location, uuid = c.start()
+    r = c.patch(location, big)
+    assert r.status_code == 503, r.text
+
+    log = reg.error_log()
+    assert re.search(r'\[error\].*storage location "badkey": PutObject '
+                     r'"registry/sha256/[0-9a-f]{2}/[0-9a-f]{64}" failed: '
+                     r'403 SignatureDoesNotMatch', log), log[-3000:]
+    assert re.search(r'storage location "badkey": CreateMultipartUpload '
+                     r'"registry/uploads/' + uuid + '" failed: 403', log)
+    assert "X-Amz-Signature" not in log and "not-the-secret-key" not in log
+
+    assert reg.pg.sql("SELECT count(*) FROM imagestorage",
+                      db=dbname(reg)) == [("0",)]
+    assert upload_metadata(reg, uuid)[0] == 0
+    assert rgw.list_objects(bucket) == []
+
+    r = reg.request("GET", "/health/endtoend")
+    assert r.status_code == 503
+    assert r.json()["data"]["services"]["storage"] is False
+
+
+# ------------------------------------------------------ streaming, abort
+
+def worker_pids(registry):
+    master = registry.proc.pid
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_worker_memory_stays_flat_during_a_large_streamed_push(
+        rgw, start_registry):
+    # one worker, one PATCH of 300 MiB sent as a stream (60 parts):
+    # the worker's memory must not follow the blob
+    bucket = new_bucket(rgw, "flat")
+    reg = start_registry(worker_processes=1,
+                         **s3_config("flat", radosgw_location(rgw, bucket)))
+    create_user(reg, "alice", "alice-password")
+    c = Client(reg, "alice/flat", ("alice", "alice-password"))
+    (worker,) = worker_pids(reg)
+    c.push(os.urandom(6 * MiB))            # warm up: pools, connections
+    before = rss_kib(worker)
+
+    block = os.urandom(MiB)
+    size = 300
+    h = hashlib.sha256()
+    for _ in range(size):
+        h.update(block)
+    digest = "sha256:" + h.hexdigest()
+
+    def body():
+        for _ in range(size):
+            yield block
+
+    location, uuid = c.start()
+    r = c.req("PATCH", location, data=body(), timeout=600,
+              headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 202, r.text
+    grew = rss_kib(worker) - before
+    assert grew < 4 * 1024, f"worker RSS grew by {grew} KiB"
+    r = c.put(location, digest, timeout=600)
+    assert r.status_code == 201, r.text
+    assert_clean_bucket(rgw, bucket, [digest])
+
+
+def test_client_that_goes_away_mid_part_leaves_a_usable_upload(
+        rgw, rados, alice):
+    import socket
+    location, uuid = alice.start()
+    host, port = rados.url.split("//")[1].split(":")
+    data = os.urandom(12 * MiB)
+    s = socket.create_connection((host, int(port)))
+    s.sendall((f"PATCH {location} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Authorization: Bearer {alice.token}\r\n"
+               f"Content-Length: {20 * MiB}\r\n\r\n").encode())
+    s.sendall(data)
+    time.sleep(0.5)
+    s.close()
+
+    # whatever was checkpointed (whole parts) counts; the rest is gone
+    def settled():
+        m = upload_metadata(rados, uuid)
+        return m if m and m[0] in (5 * MiB, 10 * MiB) else None
+    count, meta = harness.wait_until(settled, 30, "a checkpointed upload")
+    assert count == sum(p[1] for p in meta["parts"])
+
+    r = alice.patch(location, data[count:], start=count)
+    assert r.status_code == 202, r.text
+    r = alice.put(location, sha256(data))
+    assert r.status_code == 201, r.text
+    assert bucket_object(rgw, rados.bucket, blob_key(sha256(data))) == data
+    assert rados.request("GET", "/health/endtoend").status_code == 200
