@@ -553,3 +553,57 @@ def test_client_that_goes_away_mid_part_leaves_a_usable_upload(
     assert r.status_code == 201, r.text
     assert bucket_object(rgw, rados.bucket, blob_key(sha256(data))) == data
     assert rados.request("GET", "/health/endtoend").status_code == 200
+
+
+# --------------------------------------------------------------- skopeo
+
+def _clients():
+    """t/clients/conftest.py as a module: its isolated client
+    environment (Tools) and identities (Client, Target)."""
+    path = harness.ROOT / "t" / "clients" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("quay_s3_clients", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def skopeo_tools(tmp_root):
+    cl = _clients()
+    return cl, cl.Tools(tmp_root.mkdir("s3-clients"))
+
+
+def skopeo_alice(skopeo_tools, tmp_root, reg):
+    cl, tools = skopeo_tools
+    target = cl.Target(reg.url, f"127.0.0.1:{reg.port}", False, True, True,
+                       {"alice": ("alice", "alice-password")}, reg)
+    c = cl.Client(tools, target, "alice", tmp_root.mkdir("s3-alice"))
+    c.login()
+    return c
+
+
+@pytest.mark.parametrize("mode", ["redirect", "proxy"])
+def test_skopeo_copy_to_and_from_the_s3_backed_registry(
+        rgw, rados, s3form, skopeo_tools, tmp_root, mode):
+    reg = rados if mode == "redirect" else s3form
+    alice = skopeo_alice(skopeo_tools, tmp_root, reg)
+    img = images.oci_image(tmp_root.mkdir("img"), f"s3-{mode}",
+                           layers=((7_000_000,), (3000, 1000)))
+    ref = alice.target.ref(f"alice/skopeo-{mode}", "v1")
+    alice.copy(img.ref, ref)
+    assert alice.inspect_raw(ref).out == img.manifest
+
+    out = tmp_root.mkdir("pulled") / "dir"
+    alice.copy(ref, f"dir:{out}")
+    copied = images.read_dir(out)
+    assert copied.manifest == img.manifest
+    assert copied.layer_digests == [b.digest for b in img.layers]
+    for d in [img.config.digest] + [b.digest for b in img.layers]:
+        assert images.sha256_file(copied.blobs[d]) == d
+
+    blobs = [img.config.digest] + [b.digest for b in img.layers]
+    keys = rgw.list_objects(reg.bucket)
+    for d in blobs:
+        assert blob_key(d) in keys
+    assert rgw.list_multipart_uploads(reg.bucket) == []
+    assert [k for k in keys if "/uploads/" in k] == []
