@@ -607,3 +607,39 @@ def test_skopeo_copy_to_and_from_the_s3_backed_registry(
         assert blob_key(d) in keys
     assert rgw.list_multipart_uploads(reg.bucket) == []
     assert [k for k in keys if "/uploads/" in k] == []
+
+
+def test_endtoend_health_checks_every_location(rgw, start_registry,
+                                               tmp_root):
+    # uploads go to the local location and work; the second location's
+    # bucket refuses the key, and health says so, naming it in the log
+    bucket = new_bucket(rgw, "mixed")
+    local = tmp_root.mkdir("local-storage")
+    reg = start_registry(
+        DISTRIBUTED_STORAGE_CONFIG={
+            "local": ["LocalStorage", {"storage_path": str(local)}],
+            "far": radosgw_location(rgw, bucket, secret_key="wrong-key")},
+        DISTRIBUTED_STORAGE_PREFERENCE=["local"],
+        DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS=["local"])
+    create_user(reg, "alice", "alice-password")
+    c = Client(reg, "alice/mixed", ("alice", "alice-password"))
+    data = os.urandom(2000)
+    digest = c.push(data)
+    assert c.blob(digest).content == data
+
+    r = reg.request("GET", "/health/endtoend")
+    assert r.status_code == 503, r.text
+    services = r.json()["data"]["services"]
+    assert services["storage"] is False
+    assert services["database"] is True
+    assert re.search(r'storage location "far": HeadBucket "' + bucket +
+                     r'" failed: 403', reg.error_log())
+
+    # with both locations healthy, it is 200
+    reg.write_config(DISTRIBUTED_STORAGE_CONFIG={
+        "local": ["LocalStorage", {"storage_path": str(local)}],
+        "far": radosgw_location(rgw, bucket)})
+    reg.reload()
+    def healthy():
+        return reg.request("GET", "/health/endtoend").status_code == 200
+    harness.wait_until(healthy, 30, "endtoend 200 after the reload")
