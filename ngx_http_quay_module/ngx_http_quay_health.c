@@ -489,8 +489,9 @@ ngx_http_quay_health_probe_done(ngx_event_t *ev)
         ctx->storage = 0;
 
         ngx_log_error(NGX_LOG_ERR, ctx->r->connection->log, probe->err,
-                      "quay: storage location \"%s\": probe failed to %s "
-                      "in \"%s\"", probe->name, probe->step, probe->dir);
+                      "quay: storage probe failed to %s in \"%s\" "
+                      "(location \"%s\")", probe->step, probe->dir,
+                      probe->name);
     }
 
     ngx_http_quay_health_check_done(ctx);
