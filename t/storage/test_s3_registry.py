@@ -386,6 +386,26 @@ def test_head_is_answered_from_the_database(rgw, rados, alice):
         rgw.start_gateway()
 
 
+def test_endpoint_host_name_is_resolved_at_configuration_time(
+        rgw, start_registry):
+    # "localhost", not an address: nginx has no resolver configured, so
+    # this works only because the endpoint became an implicit upstream
+    # when quay_config was read
+    bucket = new_bucket(rgw, "byname")
+    reg = start_registry(**s3_config(
+        "byname", radosgw_location(rgw, bucket, hostname="localhost")))
+    create_user(reg, "alice", "alice-password")
+    c = Client(reg, "alice/byname", ("alice", "alice-password"))
+    data = os.urandom(6 * MiB + 1)
+    location, _ = c.start()
+    assert c.patch(location, data).status_code == 202
+    assert c.put(location, sha256(data)).status_code == 201
+    assert bucket_object(rgw, bucket, blob_key(sha256(data))) == data
+    r = c.blob(sha256(data))
+    assert r.headers["Location"].startswith(f"http://localhost:{rgw.port}/")
+    assert "no resolver" not in reg.error_log()
+
+
 # ---------------------------------------------------------- proxy mode
 
 def test_proxy_mode_streams_the_blob_with_range(rgw, s3form, proxied):
