@@ -295,7 +295,7 @@ ngx_http_quay_blob_headers(ngx_http_request_t *r,
 
 /*
  * 307 to a presigned URL (Quay answers 302; 307 keeps the method).  No
- * Cache-Control: the URL expires, the blob does not.
+ * Cache-Control: unlike the blob, the URL expires (600 s).
  */
 
 static ngx_int_t
