@@ -6,16 +6,22 @@
  *
  * instance checks what this node needs to serve: the database (Quay's
  * global "database" check, which reads teamrole).  endtoend adds Redis
- * (PING, after AUTH) and storage: a probe object is written, read back and
- * deleted in the preferred location.  Any false service makes the answer
- * 503, so the failing service is named in the body.
+ * (PING, after AUTH) and storage: every location of
+ * DISTRIBUTED_STORAGE_CONFIG is checked, a LocalStorage location by
+ * writing, reading back and deleting a probe file, an S3 or RadosGW
+ * location by a HEAD of its bucket (signed, through the /_quay_s3/
+ * location, so credentials and reachability are both checked).  storage
+ * is true only when every location passes; a failing one is logged by
+ * name.  Any false service makes the answer 503, so the failing service
+ * is named in the body.
  *
  * The checks run concurrently and asynchronously: the database through the
- * nonblocking pool, Redis through the hiredis adapter, the filesystem probe
- * in the thread pool (file I/O never runs on the event loop).  The request
- * holds one reference (r->main->count) from the first asynchronous check
- * until the answer is sent, and r->main->blocked while the thread task is
- * out, so the request cannot be freed under the task.
+ * nonblocking pool, Redis through the hiredis adapter, the filesystem
+ * probes in the thread pool (file I/O never runs on the event loop), the
+ * S3 checks one after the other as subrequests.  The request holds one
+ * reference (r->main->count) from the first asynchronous check until the
+ * answer is sent, and r->main->blocked while a thread task is out, so the
+ * request cannot be freed under the task.
  */
 
 #include <ngx_config.h>
@@ -26,6 +32,7 @@
 #include "ngx_http_quay_module.h"
 #include "ngx_http_quay_db.h"
 #include "ngx_http_quay_redis.h"
+#include "ngx_http_quay_storage.h"
 
 
 #define NGX_HTTP_QUAY_HEALTH_UNKNOWN  -1
@@ -38,12 +45,17 @@ typedef struct {
     ngx_int_t                    redis;
     ngx_int_t                    storage;
     ngx_http_quay_redis_cmd_t   *redis_cmd;
+    const quay_config_t         *config;
+    size_t                       s3_next;    /* next location to check */
+    ngx_http_quay_storage_op_t   s3_op;
     unsigned                     endtoend:1;
     unsigned                     async:1;
 } ngx_http_quay_health_ctx_t;
 
 
 typedef struct {
+    ngx_http_quay_health_ctx_t  *ctx;
+    const char                  *name;       /* the location */
     char                        *dir;        /* r->pool, NUL-terminated */
     ngx_uint_t                   ok;
     int                          err;
@@ -62,6 +74,11 @@ static void ngx_http_quay_health_redis_done(void *data, redisReply *reply);
 static void ngx_http_quay_health_redis_cleanup(void *data);
 static void ngx_http_quay_health_start_storage(
     ngx_http_quay_health_ctx_t *ctx, ngx_http_quay_main_conf_t *qmcf);
+static void ngx_http_quay_health_start_probe(ngx_http_quay_health_ctx_t *ctx,
+    ngx_http_quay_main_conf_t *qmcf, const quay_storage_location_t *loc);
+static ngx_uint_t ngx_http_quay_health_next_s3(
+    ngx_http_quay_health_ctx_t *ctx);
+static void ngx_http_quay_health_s3_done(ngx_http_quay_storage_op_t *op);
 static void ngx_http_quay_health_probe_thread(void *data, ngx_log_t *log);
 static void ngx_http_quay_health_probe_done(ngx_event_t *ev);
 static void ngx_http_quay_health_check_done(ngx_http_quay_health_ctx_t *ctx);
@@ -240,19 +257,100 @@ static void
 ngx_http_quay_health_start_storage(ngx_http_quay_health_ctx_t *ctx,
     ngx_http_quay_main_conf_t *qmcf)
 {
+    size_t                          i;
+    const quay_storage_location_t  *loc;
+
+    ctx->config = qmcf->config;
+
+    if (ctx->config->nstorage == 0) {
+        ctx->storage = 0;
+        return;
+    }
+
+    ctx->storage = 1;
+
+    for (i = 0; i < ctx->config->nstorage; i++) {
+        loc = &ctx->config->storage[i];
+
+        if (loc->driver == QUAY_STORAGE_LOCAL) {
+            ngx_http_quay_health_start_probe(ctx, qmcf, loc);
+        }
+    }
+
+    /* the S3 checks are subrequests of this request: one at a time,
+     * counted as one pending check */
+
+    ctx->s3_op.r = ctx->r;
+    ctx->s3_op.handler = ngx_http_quay_health_s3_done;
+    ctx->s3_op.data = ctx;
+    ctx->s3_next = 0;
+
+    if (ngx_http_quay_health_next_s3(ctx)) {
+        ctx->pending++;
+    }
+}
+
+
+/* Starts the next S3 check; 0 when there is none left. */
+
+static ngx_uint_t
+ngx_http_quay_health_next_s3(ngx_http_quay_health_ctx_t *ctx)
+{
+    const quay_storage_location_t  *loc;
+
+    while (ctx->s3_next < ctx->config->nstorage) {
+        loc = &ctx->config->storage[ctx->s3_next++];
+
+        if (loc->driver != QUAY_STORAGE_S3
+            && loc->driver != QUAY_STORAGE_RADOSGW)
+        {
+            continue;
+        }
+
+        if (ngx_http_quay_storage_s3_check(ctx->r, loc, &ctx->s3_op)
+            == NGX_AGAIN)
+        {
+            return 1;
+        }
+
+        ctx->storage = 0;
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_quay_health_s3_done(ngx_http_quay_storage_op_t *op)
+{
+    ngx_http_quay_health_ctx_t  *ctx = op->data;
+
+    /* a failure was logged with the location's name */
+
+    if (op->rc != NGX_OK) {
+        ctx->storage = 0;
+    }
+
+    if (ngx_http_quay_health_next_s3(ctx)) {
+        return;
+    }
+
+    ngx_http_quay_health_check_done(ctx);
+}
+
+
+static void
+ngx_http_quay_health_start_probe(ngx_http_quay_health_ctx_t *ctx,
+    ngx_http_quay_main_conf_t *qmcf, const quay_storage_location_t *loc)
+{
     size_t                          len;
     ngx_http_request_t             *r;
     ngx_thread_task_t              *task;
     ngx_http_quay_health_probe_t   *probe;
-    const quay_storage_location_t  *loc;
 
     r = ctx->r;
-    loc = quay_config_preferred_location(qmcf->config);
 
-    if (loc == NULL || loc->driver != QUAY_STORAGE_LOCAL
-        || qmcf->thread_pool == NULL)
-    {
-        /* TODO(#5): object storage probes go through the S3 upstream */
+    if (qmcf->thread_pool == NULL) {
         ctx->storage = 0;
         return;
     }
@@ -265,6 +363,8 @@ ngx_http_quay_health_start_storage(ngx_http_quay_health_ctx_t *ctx,
     }
 
     probe = task->ctx;
+    probe->ctx = ctx;
+    probe->name = loc->name;
 
     len = ngx_strlen(loc->storage_path);
     probe->dir = ngx_pnalloc(r->pool, len + 1);
@@ -277,7 +377,7 @@ ngx_http_quay_health_start_storage(ngx_http_quay_health_ctx_t *ctx,
 
     task->handler = ngx_http_quay_health_probe_thread;
     task->event.handler = ngx_http_quay_health_probe_done;
-    task->event.data = ctx;
+    task->event.data = probe;
 
     if (ngx_thread_task_post(qmcf->thread_pool, task) != NGX_OK) {
         ctx->storage = 0;
@@ -377,23 +477,21 @@ ngx_http_quay_health_probe_thread(void *data, ngx_log_t *log)
 static void
 ngx_http_quay_health_probe_done(ngx_event_t *ev)
 {
-    ngx_thread_task_t             *task;
     ngx_http_quay_health_ctx_t    *ctx;
     ngx_http_quay_health_probe_t  *probe;
 
-    ctx = ev->data;
-    task = (ngx_thread_task_t *) ((u_char *) ev
-                                  - offsetof(ngx_thread_task_t, event));
-    probe = task->ctx;
+    probe = ev->data;
+    ctx = probe->ctx;
 
     ctx->r->main->blocked--;
 
-    ctx->storage = probe->ok;
-
     if (!probe->ok) {
+        ctx->storage = 0;
+
         ngx_log_error(NGX_LOG_ERR, ctx->r->connection->log, probe->err,
-                      "quay: storage probe failed to %s in \"%s\"",
-                      probe->step, probe->dir);
+                      "quay: storage probe failed to %s in \"%s\" "
+                      "(location \"%s\")", probe->step, probe->dir,
+                      probe->name);
     }
 
     ngx_http_quay_health_check_done(ctx);

@@ -22,6 +22,7 @@
 #include "ngx_http_quay_redis.h"
 #include "ngx_http_quay_auth.h"
 #include "ngx_http_quay_metrics.h"
+#include "ngx_http_quay_storage.h"
 
 
 static void *ngx_http_quay_create_main_conf(ngx_conf_t *cf);
@@ -35,6 +36,7 @@ static char *ngx_http_quay_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_quay_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_quay_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_quay_postconfiguration(ngx_conf_t *cf);
 static void ngx_http_quay_config_report(void *ctx, bool is_error,
     const char *key, unsigned line, const char *msg);
@@ -130,7 +132,7 @@ static ngx_command_t  ngx_http_quay_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_quay_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_quay_preconfiguration,        /* preconfiguration */
     ngx_http_quay_postconfiguration,       /* postconfiguration */
 
     ngx_http_quay_create_main_conf,        /* create main configuration */
@@ -311,6 +313,12 @@ ngx_http_quay_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (ngx_http_quay_metrics_conf(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* S3 endpoints are resolved now, like proxy_pass hosts */
+
+    if (ngx_http_quay_storage_s3_conf(cf, qmcf->config) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -633,6 +641,15 @@ ngx_http_quay_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_quay_metrics_handler;
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_quay_preconfiguration(ngx_conf_t *cf)
+{
+    /* $quay_s3_*: what the /_quay_s3/ locations proxy_pass with */
+
+    return ngx_http_quay_storage_s3_add_variables(cf);
 }
 
 

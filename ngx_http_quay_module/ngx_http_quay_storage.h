@@ -9,7 +9,12 @@
  * storage_path:
  *
  *     sha256/<hex[0:2]>/<hex>     blobs (quay_digest_storage_path)
- *     uploads/<uuid>              uploads in progress
+ *     uploads/<uuid>              uploads in progress (LocalStorage; the
+ *                                 temporary key of an S3 multipart upload)
+ *
+ * A driver may keep state of an upload in the row (storage_metadata,
+ * JSON): the S3 driver keeps its multipart upload id and part list there,
+ * so the next request for the upload, on any worker, continues it.
  *
  * Conventions, for every function below:
  *
@@ -43,6 +48,13 @@
 #define NGX_HTTP_QUAY_STORAGE_MISSING  NGX_DECLINED  /* no such object */
 #define NGX_HTTP_QUAY_STORAGE_LOCKED   NGX_BUSY      /* another request
                                                         holds the upload */
+#define NGX_HTTP_QUAY_STORAGE_FAILED   NGX_ABORT     /* the storage service
+                                                        refused or failed
+                                                        (logged); op->detail
+                                                        says which location */
+#define NGX_HTTP_QUAY_STORAGE_REWOUND  NGX_DONE      /* upload_resume: the
+                                                        upload went back to
+                                                        up->offset */
 
 
 typedef struct ngx_http_quay_storage_op_s  ngx_http_quay_storage_op_t;
@@ -57,8 +69,11 @@ struct ngx_http_quay_storage_op_s {
     void                           *data;        /* the caller's */
 
     ngx_int_t                       rc;          /* NGX_OK, NGX_ERROR,
-                                                    ..._MISSING, ..._LOCKED */
+                                                    ..._MISSING, ..._LOCKED,
+                                                    ..._FAILED, ..._REWOUND */
     ngx_err_t                       err;         /* errno of a failure */
+    ngx_str_t                       detail;      /* ..._FAILED: for the
+                                                    client, r->pool */
 };
 
 
@@ -74,8 +89,17 @@ typedef struct {
  * An upload held by one request, from upload_begin()/upload_open() until
  * the request ends (the driver releases it from an r->pool cleanup).
  * The caller sets loc and uuid, and offset to the committed length (the
- * blobupload row's byte_count) before the first write, flush or commit;
- * the driver advances offset with each write.
+ * blobupload row's byte_count) and metadata to its storage_metadata
+ * before upload_resume and the first write, flush, commit or abort; the
+ * driver advances offset with each write.
+ *
+ * metadata is the driver's state in the row, as JSON text.  A driver that
+ * changes it points metadata at the new text (r->pool); the caller stores
+ * it with the next progress or checkpoint of the row.  A driver that sets
+ * checkpoint after a write has moved bytes to where they outlive the
+ * request (an S3 part): the caller makes them count (upload_flush, then
+ * the row with offset, hash state and metadata) before the next write,
+ * and clears checkpoint.
  */
 typedef struct {
     const quay_storage_location_t  *loc;
@@ -83,7 +107,10 @@ typedef struct {
     off_t                           offset;      /* committed length when
                                                     opened; advanced by
                                                     each write */
+    ngx_str_t                       metadata;    /* JSON, "{}" when the
+                                                    driver keeps nothing */
     void                           *data;        /* the driver's */
+    unsigned                        checkpoint:1;
 } ngx_http_quay_storage_upload_t;
 
 
@@ -91,9 +118,11 @@ typedef struct {
     const char  *name;                           /* Quay's driver name */
 
     /*
-     * Opens the blob d for reading and fills obj->size.  Synchronous (the
-     * filesystem driver opens and stats one file, as nginx's static
-     * module does; the descriptor is closed by an r->pool cleanup).
+     * Opens the blob d for reading and fills obj->size, or sets it to -1
+     * when only the storage service knows it (S3: the caller uses the
+     * database's size).  Synchronous (the filesystem driver opens and
+     * stats one file, as nginx's static module does; the descriptor is
+     * closed by an r->pool cleanup; the S3 driver only builds the key).
      */
     ngx_int_t  (*open_read)(ngx_http_request_t *r,
                    const quay_storage_location_t *loc, const quay_digest_t *d,
@@ -103,7 +132,9 @@ typedef struct {
      * Sends obj as the response: sets Content-Length, sends the header the
      * caller prepared (status, other headers, r->allow_ranges) and the
      * body.  Returns what the output filter returned, for
-     * ngx_http_finalize_request().
+     * ngx_http_finalize_request().  The S3 driver answers HEAD with the
+     * header alone, and GET (FEATURE_PROXY_STORAGE) with an internal
+     * redirect to the /_quay_s3_proxy/ location: NGX_DONE.
      */
     ngx_int_t  (*send)(ngx_http_request_t *r,
                    ngx_http_quay_storage_object_t *obj);
@@ -119,6 +150,17 @@ typedef struct {
      */
     ngx_int_t  (*upload_open)(ngx_http_quay_storage_upload_t *up,
                    ngx_http_quay_storage_op_t *op);
+
+    /*
+     * Optional (NULL: nothing to do).  Called once the row is current
+     * (offset, metadata and hash as committed), before the first write,
+     * flush or commit (asynchronous).  op->rc ..._REWOUND: the bytes past
+     * a point could not be found on this node; the driver moved
+     * up->offset back to it and set *hash to the state there, and the
+     * caller records that and asks the client to resume from there.
+     */
+    ngx_int_t  (*upload_resume)(ngx_http_quay_storage_upload_t *up,
+                   quay_sha256_t *hash, ngx_http_quay_storage_op_t *op);
 
     /*
      * Writes p[0..len-1] at up->offset and advances it (asynchronous).
@@ -163,8 +205,10 @@ typedef struct {
                    ngx_http_quay_storage_op_t *op);
 
     /*
-     * A direct download URL for d, for drivers that have one; NGX_DECLINED
-     * when the blob must be sent through nginx (the filesystem driver).
+     * A direct download URL for d, for drivers that have one (S3: a SigV4
+     * presigned GET valid 600 s, Quay's expires_in), in r->pool;
+     * NGX_DECLINED when the blob must be sent through nginx (the
+     * filesystem driver).  The URL is a bearer credential: never log it.
      */
     ngx_int_t  (*presign)(ngx_http_request_t *r,
                    const quay_storage_location_t *loc, const quay_digest_t *d,
@@ -174,6 +218,46 @@ typedef struct {
 
 /* ngx_http_quay_storage_fs.c: LocalStorage */
 extern const ngx_http_quay_storage_driver_t  ngx_http_quay_storage_fs_driver;
+
+/*
+ * The filesystem driver's upload file as a local spool for another
+ * driver (S3 keeps the part being filled there).  spool_open opens or
+ * creates <up->loc->storage_path>/uploads/<uuid> and locks it
+ * (asynchronous; ..._LOCKED as upload_open); the driver's upload_write,
+ * upload_flush, upload_release and upload_abort then work on it as usual.
+ * spool_size is its length when opened; spool_fd its descriptor and name
+ * (valid while held); spool_rewind makes the next operation cut it to
+ * offset first and continue from there.
+ */
+ngx_int_t ngx_http_quay_storage_fs_spool_open(
+    ngx_http_quay_storage_upload_t *up, ngx_http_quay_storage_op_t *op);
+off_t ngx_http_quay_storage_fs_spool_size(ngx_http_quay_storage_upload_t *up);
+ngx_fd_t ngx_http_quay_storage_fs_spool_fd(ngx_http_quay_storage_upload_t *up,
+    ngx_str_t *name);
+void ngx_http_quay_storage_fs_spool_rewind(ngx_http_quay_storage_upload_t *up,
+    off_t offset);
+
+
+/* ngx_http_quay_storage_s3.c: S3Storage and RadosGWStorage */
+extern const ngx_http_quay_storage_driver_t  ngx_http_quay_storage_s3_driver;
+
+/* Declares the $quay_s3_* variables (preconfiguration). */
+ngx_int_t ngx_http_quay_storage_s3_add_variables(ngx_conf_t *cf);
+
+/*
+ * Registers each S3 location's endpoint as an implicit upstream, so its
+ * host name is resolved now, at configuration time, never by a worker.
+ */
+ngx_int_t ngx_http_quay_storage_s3_conf(ngx_conf_t *cf,
+    const quay_config_t *config);
+
+/*
+ * Health: HEAD of the location's bucket (asynchronous, through the
+ * /_quay_s3/ location).  op->rc NGX_OK or ..._FAILED (logged, naming the
+ * location).
+ */
+ngx_int_t ngx_http_quay_storage_s3_check(ngx_http_request_t *r,
+    const quay_storage_location_t *loc, ngx_http_quay_storage_op_t *op);
 
 
 /* The driver of loc, or NULL when this build has none for it. */
@@ -185,8 +269,11 @@ ngx_http_quay_storage_driver(const quay_storage_location_t *loc)
     case QUAY_STORAGE_LOCAL:
         return &ngx_http_quay_storage_fs_driver;
 
+    case QUAY_STORAGE_S3:
+    case QUAY_STORAGE_RADOSGW:
+        return &ngx_http_quay_storage_s3_driver;
+
     default:
-        /* TODO(#5): S3Storage and RadosGWStorage */
         return NULL;
     }
 }

@@ -51,7 +51,8 @@ typedef enum {
     NGX_HTTP_QUAY_FS_WRITE,
     NGX_HTTP_QUAY_FS_FLUSH,
     NGX_HTTP_QUAY_FS_COMMIT,
-    NGX_HTTP_QUAY_FS_REMOVE
+    NGX_HTTP_QUAY_FS_REMOVE,
+    NGX_HTTP_QUAY_FS_SPOOL
 } ngx_http_quay_fs_task_e;
 
 
@@ -70,6 +71,8 @@ typedef struct {
                                                     ngx_http_quay_fs_cleanup */
     char                           *path;        /* .../uploads/<uuid> */
     ngx_thread_task_t              *task;        /* reused by every op */
+    off_t                           size;        /* SPOOL: length when
+                                                    opened */
     unsigned                        trimmed:1;   /* bytes past the
                                                     committed length
                                                     dropped */
@@ -141,6 +144,7 @@ static ngx_thread_task_t *ngx_http_quay_fs_task(ngx_http_request_t *r,
 static void ngx_http_quay_fs_thread(void *data, ngx_log_t *log);
 static void ngx_http_quay_fs_create(ngx_http_quay_fs_task_t *tc);
 static void ngx_http_quay_fs_open(ngx_http_quay_fs_task_t *tc);
+static void ngx_http_quay_fs_spool(ngx_http_quay_fs_task_t *tc);
 static ngx_int_t ngx_http_quay_fs_trim(ngx_http_quay_fs_task_t *tc);
 static void ngx_http_quay_fs_write(ngx_http_quay_fs_task_t *tc);
 static void ngx_http_quay_fs_commit(ngx_http_quay_fs_task_t *tc);
@@ -158,6 +162,7 @@ const ngx_http_quay_storage_driver_t  ngx_http_quay_storage_fs_driver = {
     ngx_http_quay_fs_send,
     ngx_http_quay_fs_upload_begin,
     ngx_http_quay_fs_upload_open,
+    NULL,                                  /* upload_resume */
     ngx_http_quay_fs_upload_write,
     ngx_http_quay_fs_upload_flush,
     ngx_http_quay_fs_upload_commit,
@@ -330,6 +335,74 @@ ngx_http_quay_fs_upload_open(ngx_http_quay_storage_upload_t *up,
     }
 
     return ngx_http_quay_fs_post(up, op, task->ctx, task);
+}
+
+
+ngx_int_t
+ngx_http_quay_storage_fs_spool_open(ngx_http_quay_storage_upload_t *up,
+    ngx_http_quay_storage_op_t *op)
+{
+    ngx_thread_task_t          *task;
+    ngx_http_quay_fs_upload_t  *fu;
+
+    fu = ngx_http_quay_fs_upload_state(up, op->r);
+    if (fu == NULL) {
+        return NGX_ERROR;
+    }
+
+    task = ngx_http_quay_fs_task(op->r, up, fu, NGX_HTTP_QUAY_FS_SPOOL);
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_quay_fs_post(up, op, task->ctx, task);
+}
+
+
+off_t
+ngx_http_quay_storage_fs_spool_size(ngx_http_quay_storage_upload_t *up)
+{
+    ngx_http_quay_fs_upload_t  *fu;
+
+    fu = up->data;
+
+    return fu ? fu->size : 0;
+}
+
+
+ngx_fd_t
+ngx_http_quay_storage_fs_spool_fd(ngx_http_quay_storage_upload_t *up,
+    ngx_str_t *name)
+{
+    ngx_http_quay_fs_upload_t  *fu;
+
+    fu = up->data;
+
+    if (fu == NULL) {
+        return NGX_INVALID_FILE;
+    }
+
+    name->data = (u_char *) fu->path;
+    name->len = ngx_strlen(fu->path);
+
+    return fu->fd;
+}
+
+
+void
+ngx_http_quay_storage_fs_spool_rewind(ngx_http_quay_storage_upload_t *up,
+    off_t offset)
+{
+    ngx_http_quay_fs_upload_t  *fu;
+
+    fu = up->data;
+
+    up->offset = offset;
+
+    if (fu != NULL) {
+        /* the next task cuts the file to offset first */
+        fu->trimmed = 0;
+    }
 }
 
 
@@ -679,6 +752,10 @@ ngx_http_quay_fs_thread(void *data, ngx_log_t *log)
         ngx_http_quay_fs_open(tc);
         break;
 
+    case NGX_HTTP_QUAY_FS_SPOOL:
+        ngx_http_quay_fs_spool(tc);
+        break;
+
     case NGX_HTTP_QUAY_FS_WRITE:
         ngx_http_quay_fs_write(tc);
         break;
@@ -777,6 +854,64 @@ ngx_http_quay_fs_open(ngx_http_quay_fs_task_t *tc)
         tc->rc = (tc->err == EWOULDBLOCK) ? NGX_HTTP_QUAY_STORAGE_LOCKED
                                           : NGX_ERROR;
     }
+}
+
+
+/*
+ * A spool: opened, or made (with <root>/uploads) when missing, then locked
+ * like an upload, and measured.  Spools live on a node-local disk that
+ * other users may read: 0600.
+ */
+
+static void
+ngx_http_quay_fs_spool(ngx_http_quay_fs_task_t *tc)
+{
+    ngx_fd_t      fd;
+    size_t        len;
+    char         *dir;
+    struct stat   st;
+
+    fd = open(tc->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd == -1 && ngx_errno == NGX_ENOENT) {
+        len = ngx_strlen(tc->path) - QUAY_UUID_LEN - 1;
+        dir = tc->path;
+        dir[len] = '\0';
+
+        if (ngx_http_quay_fs_mkdir(tc, dir) != NGX_OK) {
+            dir[len] = '/';
+            return;
+        }
+
+        dir[len] = '/';
+        fd = open(tc->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    }
+
+    if (fd == -1) {
+        tc->err = ngx_errno;
+        tc->step = "open()";
+        tc->rc = NGX_ERROR;
+        return;
+    }
+
+    tc->fd = fd;
+
+    if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+        tc->err = ngx_errno;
+        tc->step = "flock()";
+        tc->rc = (tc->err == EWOULDBLOCK) ? NGX_HTTP_QUAY_STORAGE_LOCKED
+                                          : NGX_ERROR;
+        return;
+    }
+
+    if (fstat(fd, &st) == -1) {
+        tc->err = ngx_errno;
+        tc->step = "fstat()";
+        tc->rc = NGX_ERROR;
+        return;
+    }
+
+    tc->offset = st.st_size;
 }
 
 
@@ -1039,6 +1174,10 @@ ngx_http_quay_fs_task_done(ngx_event_t *ev)
             fu->trimmed = 1;
             break;
 
+        case NGX_HTTP_QUAY_FS_SPOOL:
+            fu->size = tc->offset;
+            break;
+
         default:
             break;
         }
@@ -1050,7 +1189,9 @@ ngx_http_quay_fs_task_done(ngx_event_t *ev)
                       tc->blob ? tc->blob : "", tc->blob ? "\")" : "");
     }
 
-    if (tc->kind == NGX_HTTP_QUAY_FS_OPEN && tc->rc != NGX_OK
+    if ((tc->kind == NGX_HTTP_QUAY_FS_OPEN
+         || tc->kind == NGX_HTTP_QUAY_FS_SPOOL)
+        && tc->rc != NGX_OK
         && fu->fd != NGX_INVALID_FILE)
     {
         /* a locked or failed open does not hold the upload */

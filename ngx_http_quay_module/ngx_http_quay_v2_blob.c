@@ -15,6 +15,13 @@
  * Accept-Ranges: bytes to full answers.  ETag is the digest, so the
  * not-modified filter answers If-None-Match.
  *
+ * Object storage (reference 4.5): a GET is a 307 to the driver's
+ * presigned URL (valid 600 s); with FEATURE_PROXY_STORAGE the driver
+ * makes an internal redirect to its proxy_pass location instead, which
+ * streams the object (Range included) and adds the blob's headers
+ * itself, so that they never end up on an error.  HEAD never asks the
+ * storage: the size is the row's, verified when the blob was pushed.
+ *
  * DELETE is 405 UNSUPPORTED as in Quay: blobs go only through garbage
  * collection.
  */
@@ -33,6 +40,8 @@ static ngx_int_t ngx_http_quay_blob_send(ngx_http_request_t *r,
     ngx_http_quay_v2_ctx_t *ctx, ngx_http_quay_db_query_t *q);
 static ngx_int_t ngx_http_quay_blob_headers(ngx_http_request_t *r,
     ngx_http_quay_v2_ctx_t *ctx);
+static ngx_int_t ngx_http_quay_blob_redirect(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx, ngx_str_t *url);
 
 
 ngx_int_t
@@ -126,7 +135,7 @@ ngx_http_quay_blob_send(ngx_http_request_t *r, ngx_http_quay_v2_ctx_t *ctx,
 {
     char                                  *name;
     ngx_int_t                              rc, i, n;
-    ngx_str_t                              value;
+    ngx_str_t                              value, url;
     ngx_http_quay_storage_object_t         obj;
     const quay_storage_location_t         *loc;
     const ngx_http_quay_storage_driver_t  *driver;
@@ -155,6 +164,22 @@ ngx_http_quay_blob_send(ngx_http_request_t *r, ngx_http_quay_v2_ctx_t *ctx,
             continue;
         }
 
+        if (r->method == NGX_HTTP_GET
+            && !ctx->qmcf->config->feature_proxy_storage)
+        {
+            rc = driver->presign(r, loc, &ctx->path.digest, &url);
+
+            if (rc == NGX_OK) {
+                return ngx_http_quay_blob_redirect(r, ctx, &url);
+            }
+
+            if (rc != NGX_DECLINED) {
+                return ngx_http_quay_send_error(r,
+                                                NGX_HTTP_QUAY_ERR_INTERNAL,
+                                                NULL);
+            }
+        }
+
         ngx_memzero(&obj, sizeof(ngx_http_quay_storage_object_t));
 
         rc = driver->open_read(r, loc, &ctx->path.digest, &obj);
@@ -174,8 +199,29 @@ ngx_http_quay_blob_send(ngx_http_request_t *r, ngx_http_quay_v2_ctx_t *ctx,
 
         value = ngx_http_quay_db_value(q, (int) i, 0);
 
-        if (value.len
-            && ngx_atoof(value.data, value.len) != obj.size)
+        if (obj.size < 0) {
+
+            /* object storage: the row knows the size */
+
+            obj.size = value.len ? ngx_atoof(value.data, value.len)
+                                 : NGX_ERROR;
+
+            if (obj.size < 0) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "quay: blob \"%V\" has no size in the "
+                              "database", &ctx->reference);
+                return ngx_http_quay_send_error(r,
+                                                NGX_HTTP_QUAY_ERR_INTERNAL,
+                                                NULL);
+            }
+
+            if (r->method == NGX_HTTP_GET) {
+                /* proxied: the proxy location adds the blob's headers */
+                return driver->send(r, &obj);
+            }
+
+        } else if (value.len
+                   && ngx_atoof(value.data, value.len) != obj.size)
         {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "quay: blob \"%V\" has %O bytes in \"%s\", the "
@@ -244,4 +290,43 @@ ngx_http_quay_blob_headers(ngx_http_request_t *r,
     r->allow_ranges = 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * 307 to a presigned URL (Quay answers 302; 307 keeps the method).  No
+ * Cache-Control: unlike the blob, the URL expires (600 s).
+ */
+
+static ngx_int_t
+ngx_http_quay_blob_redirect(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx, ngx_str_t *url)
+{
+    u_char           *digest;
+    ngx_table_elt_t  *h;
+
+    digest = ngx_pnalloc(r->pool, ctx->reference.len + 1);
+    h = ngx_list_push(&r->headers_out.headers);
+    if (digest == NULL || h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_cpystrn(digest, ctx->reference.data, ctx->reference.len + 1);
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Location");
+    h->value = *url;
+
+    if (ngx_http_quay_set_header(r, "Docker-Content-Digest",
+                                 (char *) digest)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_TEMPORARY_REDIRECT;
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    return ngx_http_send_header(r);
 }

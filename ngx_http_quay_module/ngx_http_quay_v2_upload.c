@@ -39,6 +39,16 @@
  *            match the driver moves the bytes into place durably and one
  *            statement deletes the session and commits the blob rows
  *
+ * Between LOOKUP and BODY, a driver with upload_resume (S3) checks that
+ * it can continue from the committed length on this node; when it
+ * cannot, it winds the upload back (to the last S3 part) and the answer
+ * is 416 with the Range to resend from.  During BODY, a driver may ask
+ * for a checkpoint after a write (S3, after each part): the bytes are
+ * flushed and the row saved (length, hash state, storage_metadata) as at
+ * the end of a PATCH, then reading goes on.  The row's storage_metadata
+ * is the driver's (S3: multipart upload id and parts); every save and
+ * the cancel pass it along.
+ *
  * A request that fails or whose client goes away before SAVE leaves the
  * row as it was: bytes it wrote past byte_count are dropped by the next
  * request (the driver truncates to the committed length first).  The hash
@@ -113,6 +123,11 @@ typedef struct {
     const ngx_http_quay_storage_driver_t  *driver;
     ngx_http_quay_storage_upload_t         up;
     ngx_http_quay_storage_op_t             op;
+    ngx_pool_t                            *save_pool;   /* owned: the last
+                                                           checkpoint's
+                                                           query; destroyed
+                                                           by the next one
+                                                           or the cleanup */
 
     ngx_http_quay_err_e                    err;         /* answer after an
                                                            abort */
@@ -157,6 +172,18 @@ static void ngx_http_quay_upload_current(ngx_http_request_t *r,
 static ngx_int_t ngx_http_quay_upload_row(ngx_http_quay_upload_ctx_t *ctx,
     ngx_http_quay_db_query_t *q);
 
+static void ngx_http_quay_upload_resumed(ngx_http_quay_storage_op_t *op);
+static void ngx_http_quay_upload_rewound(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q);
+static void ngx_http_quay_upload_checkpoint_flushed(
+    ngx_http_quay_storage_op_t *op);
+static void ngx_http_quay_upload_checkpoint_saved(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q);
+static ngx_int_t ngx_http_quay_upload_save(ngx_http_quay_upload_ctx_t *ctx,
+    ngx_uint_t chunk, ngx_http_quay_request_done_pt done);
+static void ngx_http_quay_upload_save_cleanup(void *data);
+static void ngx_http_quay_upload_storage_error(
+    ngx_http_quay_upload_ctx_t *ctx, ngx_http_quay_storage_op_t *op);
 static void ngx_http_quay_upload_body(ngx_http_quay_upload_ctx_t *ctx);
 static void ngx_http_quay_upload_body_started(ngx_http_request_t *r);
 static void ngx_http_quay_upload_read_handler(ngx_http_request_t *r);
@@ -181,6 +208,8 @@ static ngx_int_t ngx_http_quay_upload_content_range(ngx_http_request_t *r,
 static ngx_int_t ngx_http_quay_upload_uuid(ngx_http_request_t *r,
     ngx_str_t *uuid);
 static u_char *ngx_http_quay_upload_sha_hex(ngx_http_request_t *r,
+    quay_sha256_t *sha);
+static u_char *ngx_http_quay_upload_sha_hex_to(u_char *hex,
     quay_sha256_t *sha);
 static ngx_int_t ngx_http_quay_upload_session_headers(
     ngx_http_quay_upload_ctx_t *ctx, off_t length);
@@ -517,6 +546,7 @@ ngx_http_quay_upload_ctx(ngx_http_request_t *r, ngx_http_quay_v2_ctx_t *v2)
                  ? (off_t) ctx->cfg->maximum_layer_size : -1;
     ctx->op.r = r;
     ctx->op.data = ctx;
+    ngx_str_set(&ctx->up.metadata, "{}");
 
     /* the body reader's event handler finds it there */
 
@@ -701,7 +731,7 @@ ngx_http_quay_upload_begin_done(ngx_http_quay_storage_op_t *op)
     ctx->busy = 0;
 
     if (op->rc != NGX_OK) {
-        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_INTERNAL, NULL);
+        ngx_http_quay_upload_storage_error(ctx, op);
         return;
     }
 
@@ -718,6 +748,8 @@ ngx_http_quay_upload_begin_done(ngx_http_quay_storage_op_t *op)
     ngx_http_quay_db_param(q, 2, (u_char *) ctx->loc->name,
                            ngx_strlen(ctx->loc->name));
     ngx_http_quay_db_param(q, 3, hex, NGX_HTTP_QUAY_SHA_HEX_LEN);
+    ngx_http_quay_db_param(q, 4, ctx->up.metadata.data,
+                           ctx->up.metadata.len);
     q->udata = ctx;
 
     if (ngx_http_quay_request_query_run(r, q,
@@ -833,6 +865,10 @@ ngx_http_quay_upload_cancel_done(ngx_http_request_t *r,
     }
 
     ctx->err = NGX_HTTP_QUAY_ERR_COUNT;     /* no error: 204 */
+
+    /* what the driver keeps of the upload (S3: its multipart upload) */
+
+    ctx->up.metadata = ngx_http_quay_db_value(q, 0, 1);
 
     /* the object is where the preferred location keeps uploads; one left
      * elsewhere is the upload cleanup worker's */
@@ -968,6 +1004,14 @@ ngx_http_quay_upload_row(ngx_http_quay_upload_ctx_t *ctx,
     ctx->loc = quay_config_location(ctx->cfg, name);
     ctx->driver = ctx->loc ? ngx_http_quay_storage_driver(ctx->loc) : NULL;
 
+    /* the result lives as long as the request */
+
+    ctx->up.metadata = ngx_http_quay_db_value(q, 0, 4);
+
+    if (ctx->up.metadata.len == 0) {
+        ngx_str_set(&ctx->up.metadata, "{}");
+    }
+
     return NGX_OK;
 
 invalid:
@@ -1056,7 +1100,7 @@ ngx_http_quay_upload_held(ngx_http_quay_storage_op_t *op)
     }
 
     if (op->rc != NGX_OK) {
-        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_INTERNAL, NULL);
+        ngx_http_quay_upload_storage_error(ctx, op);
         return;
     }
 
@@ -1140,7 +1184,203 @@ ngx_http_quay_upload_current(ngx_http_request_t *r,
 
     ctx->up.offset = ctx->byte_count;
 
-    ngx_http_quay_upload_body(ctx);
+    if (ctx->driver->upload_resume == NULL) {
+        ngx_http_quay_upload_body(ctx);
+        return;
+    }
+
+    ctx->op.handler = ngx_http_quay_upload_resumed;
+
+    if (ctx->driver->upload_resume(&ctx->up, &ctx->sha, &ctx->op)
+        != NGX_AGAIN)
+    {
+        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_INTERNAL, NULL);
+        return;
+    }
+
+    ctx->busy = 1;
+}
+
+
+/* Step 3b: the driver can continue here, or wound the upload back. */
+
+static void
+ngx_http_quay_upload_resumed(ngx_http_quay_storage_op_t *op)
+{
+    ngx_http_quay_upload_ctx_t  *ctx;
+
+    ctx = op->data;
+    ctx->busy = 0;
+
+    if (op->rc == NGX_OK) {
+        ngx_http_quay_upload_body(ctx);
+        return;
+    }
+
+    if (op->rc != NGX_HTTP_QUAY_STORAGE_REWOUND) {
+        ngx_http_quay_upload_storage_error(ctx, op);
+        return;
+    }
+
+    /* record where the upload stands now, then tell the client */
+
+    if (ngx_http_quay_upload_save(ctx, 0, ngx_http_quay_upload_rewound)
+        != NGX_OK)
+    {
+        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_UNAVAILABLE, NULL);
+    }
+}
+
+
+static void
+ngx_http_quay_upload_rewound(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q)
+{
+    u_char                      *detail;
+    ngx_http_quay_upload_ctx_t  *ctx;
+
+    ctx = q->udata;
+
+    if (q->rc != NGX_OK) {
+        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_UNAVAILABLE, NULL);
+        return;
+    }
+
+    if (ngx_http_quay_db_ntuples(q) != 1) {
+        ngx_http_quay_upload_error(ctx,
+                                   NGX_HTTP_QUAY_ERR_BLOB_UPLOAD_UNKNOWN,
+                                   NULL);
+        return;
+    }
+
+    detail = ngx_pnalloc(r->pool, sizeof("the upload continues from byte ")
+                                  + NGX_OFF_T_LEN);
+    if (detail == NULL
+        || ngx_http_quay_upload_session_headers(ctx, ctx->up.offset)
+           != NGX_OK)
+    {
+        ngx_http_quay_upload_finalize(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    (void) ngx_sprintf(detail, "the upload continues from byte %O%Z",
+                       ctx->up.offset);
+
+    ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_RANGE_INVALID,
+                               (char *) detail);
+}
+
+
+/*
+ * Saves the row: the new length up.offset, the hash state and the
+ * driver's metadata, compare-and-set on ctx->byte_count; chunk is 1 at
+ * the end of a PATCH.  done runs with the query.  A checkpoint (chunk 0)
+ * may come every 5 MiB of a long body: its query and result live in a
+ * pool of their own, which the next checkpoint destroys, so that the
+ * request's memory does not grow with the blob.
+ */
+
+static ngx_int_t
+ngx_http_quay_upload_save(ngx_http_quay_upload_ctx_t *ctx, ngx_uint_t chunk,
+    ngx_http_quay_request_done_pt done)
+{
+    u_char                    *hex, *old, *new, *last;
+    ngx_pool_t                *pool;
+    ngx_http_request_t        *r;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_quay_db_query_t  *q;
+
+    r = ctx->r;
+    pool = r->pool;
+
+    if (!chunk) {
+        if (ctx->save_pool != NULL) {
+            /* the previous checkpoint's query finished long ago */
+            ngx_destroy_pool(ctx->save_pool);
+            ctx->save_pool = NULL;
+
+        } else {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                return NGX_ERROR;
+            }
+
+            cln->handler = ngx_http_quay_upload_save_cleanup;
+            cln->data = ctx;
+        }
+
+        ctx->save_pool = ngx_create_pool(1024, r->connection->log);
+        if (ctx->save_pool == NULL) {
+            return NGX_ERROR;
+        }
+
+        pool = ctx->save_pool;
+    }
+
+    hex = ngx_pnalloc(pool, NGX_HTTP_QUAY_SHA_HEX_LEN);
+    old = ngx_pnalloc(pool, 2 * NGX_OFF_T_LEN);
+    q = ngx_http_quay_db_query_create(pool, r->connection->log,
+                                      QUAY_SQL_UPLOAD_PROGRESS);
+    if (hex == NULL || old == NULL || q == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_http_quay_upload_sha_hex_to(hex, &ctx->sha);
+
+    new = ngx_sprintf(old, "%O", ctx->byte_count);
+    last = ngx_sprintf(new, "%O", ctx->up.offset);
+
+    ngx_http_quay_db_param(q, 0, ctx->v2->repository_id.data,
+                           ctx->v2->repository_id.len);
+    ngx_http_quay_db_param(q, 1, ctx->uuid.data, ctx->uuid.len);
+    ngx_http_quay_db_param(q, 2, old, new - old);
+    ngx_http_quay_db_param(q, 3, new, last - new);
+    ngx_http_quay_db_param(q, 4, hex, NGX_HTTP_QUAY_SHA_HEX_LEN);
+    ngx_http_quay_db_param(q, 5, ctx->up.metadata.data,
+                           ctx->up.metadata.len);
+    ngx_http_quay_db_param(q, 6, (u_char *) (chunk ? "1" : "0"), 1);
+    q->udata = ctx;
+
+    if (ngx_http_quay_request_query_run(r, q, done) != NGX_AGAIN) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_quay_upload_save_cleanup(void *data)
+{
+    ngx_http_quay_upload_ctx_t  *ctx = data;
+
+    /* a query still out is abandoned by its cleanup in this pool (its
+     * connection is closed) */
+
+    if (ctx->save_pool != NULL) {
+        ngx_destroy_pool(ctx->save_pool);
+        ctx->save_pool = NULL;
+    }
+}
+
+
+/*
+ * A storage operation failed.  A failing storage service is a 503 naming
+ * the location (the driver logged why); anything else is our fault.
+ */
+
+static void
+ngx_http_quay_upload_storage_error(ngx_http_quay_upload_ctx_t *ctx,
+    ngx_http_quay_storage_op_t *op)
+{
+    if (op->rc == NGX_HTTP_QUAY_STORAGE_FAILED) {
+        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_UNAVAILABLE,
+                                   op->detail.len
+                                   ? (char *) op->detail.data : NULL);
+        return;
+    }
+
+    ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_INTERNAL, NULL);
 }
 
 
@@ -1386,11 +1626,82 @@ ngx_http_quay_upload_written(ngx_http_quay_storage_op_t *op)
     ctx->busy = 0;
 
     if (op->rc != NGX_OK) {
-        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_INTERNAL, NULL);
+        ngx_http_quay_upload_storage_error(ctx, op);
         return;
     }
 
     ctx->stage_len = 0;
+
+    if (ctx->up.checkpoint) {
+
+        /* the driver moved bytes out of reach of a truncation (an S3
+         * part): make them count before writing more */
+
+        ctx->op.handler = ngx_http_quay_upload_checkpoint_flushed;
+
+        if (ctx->driver->upload_flush(&ctx->up, &ctx->op) != NGX_AGAIN) {
+            ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_INTERNAL,
+                                       NULL);
+            return;
+        }
+
+        ctx->busy = 1;
+        return;
+    }
+
+    ngx_http_quay_upload_pump(ctx);
+}
+
+
+static void
+ngx_http_quay_upload_checkpoint_flushed(ngx_http_quay_storage_op_t *op)
+{
+    ngx_http_quay_upload_ctx_t  *ctx;
+
+    ctx = op->data;
+
+    if (op->rc != NGX_OK) {
+        ctx->busy = 0;
+        ngx_http_quay_upload_storage_error(ctx, op);
+        return;
+    }
+
+    /* still busy: nothing is read from the client meanwhile */
+
+    if (ngx_http_quay_upload_save(ctx, 0,
+                                  ngx_http_quay_upload_checkpoint_saved)
+        != NGX_OK)
+    {
+        ctx->busy = 0;
+        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_UNAVAILABLE, NULL);
+    }
+}
+
+
+static void
+ngx_http_quay_upload_checkpoint_saved(ngx_http_request_t *r,
+    ngx_http_quay_db_query_t *q)
+{
+    ngx_http_quay_upload_ctx_t  *ctx;
+
+    ctx = q->udata;
+    ctx->busy = 0;
+
+    if (q->rc != NGX_OK) {
+        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_UNAVAILABLE, NULL);
+        return;
+    }
+
+    if (ngx_http_quay_db_ntuples(q) != 1) {
+        /* cancelled (or changed) meanwhile */
+        ngx_http_quay_upload_error(ctx,
+                                   NGX_HTTP_QUAY_ERR_BLOB_UPLOAD_UNKNOWN,
+                                   NULL);
+        return;
+    }
+
+    ctx->byte_count = ctx->up.offset;
+    ctx->up.checkpoint = 0;
 
     ngx_http_quay_upload_pump(ctx);
 }
@@ -1435,41 +1746,18 @@ ngx_http_quay_upload_body_done(ngx_http_quay_upload_ctx_t *ctx)
 static void
 ngx_http_quay_upload_flushed(ngx_http_quay_storage_op_t *op)
 {
-    u_char                      *hex, *old, *new;
-    ngx_http_request_t          *r;
-    ngx_http_quay_db_query_t    *q;
     ngx_http_quay_upload_ctx_t  *ctx;
 
     ctx = op->data;
-    r = ctx->r;
     ctx->busy = 0;
 
     if (op->rc != NGX_OK) {
-        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_INTERNAL, NULL);
+        ngx_http_quay_upload_storage_error(ctx, op);
         return;
     }
 
-    hex = ngx_http_quay_upload_sha_hex(r, &ctx->sha);
-    old = ngx_pnalloc(r->pool, 2 * NGX_OFF_T_LEN);
-    q = ngx_http_quay_request_query(r, QUAY_SQL_UPLOAD_PROGRESS);
-    if (hex == NULL || old == NULL || q == NULL) {
-        ngx_http_quay_upload_finalize(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    new = ngx_sprintf(old, "%O", ctx->byte_count);
-
-    ngx_http_quay_db_param(q, 0, ctx->v2->repository_id.data,
-                           ctx->v2->repository_id.len);
-    ngx_http_quay_db_param(q, 1, ctx->uuid.data, ctx->uuid.len);
-    ngx_http_quay_db_param(q, 2, old, new - old);
-    ngx_http_quay_db_param(q, 3, new,
-                           ngx_sprintf(new, "%O", ctx->up.offset) - new);
-    ngx_http_quay_db_param(q, 4, hex, NGX_HTTP_QUAY_SHA_HEX_LEN);
-    q->udata = ctx;
-
-    if (ngx_http_quay_request_query_run(r, q, ngx_http_quay_upload_saved)
-        != NGX_AGAIN)
+    if (ngx_http_quay_upload_save(ctx, 1, ngx_http_quay_upload_saved)
+        != NGX_OK)
     {
         ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_UNAVAILABLE, NULL);
     }
@@ -1605,7 +1893,7 @@ ngx_http_quay_upload_placed(ngx_http_quay_storage_op_t *op)
     ctx->busy = 0;
 
     if (op->rc != NGX_OK) {
-        ngx_http_quay_upload_error(ctx, NGX_HTTP_QUAY_ERR_INTERNAL, NULL);
+        ngx_http_quay_upload_storage_error(ctx, op);
         return;
     }
 
@@ -1852,12 +2140,23 @@ ngx_http_quay_upload_uuid(ngx_http_request_t *r, ngx_str_t *uuid)
 static u_char *
 ngx_http_quay_upload_sha_hex(ngx_http_request_t *r, quay_sha256_t *sha)
 {
-    u_char  state[QUAY_SHA256_STATE_LEN], *hex;
+    u_char  *hex;
 
     hex = ngx_pnalloc(r->pool, NGX_HTTP_QUAY_SHA_HEX_LEN);
     if (hex == NULL) {
         return NULL;
     }
+
+    return ngx_http_quay_upload_sha_hex_to(hex, sha);
+}
+
+
+/* Same, into hex (NGX_HTTP_QUAY_SHA_HEX_LEN bytes). */
+
+static u_char *
+ngx_http_quay_upload_sha_hex_to(u_char *hex, quay_sha256_t *sha)
+{
+    u_char  state[QUAY_SHA256_STATE_LEN];
 
     (void) quay_sha256_serialize(sha, state);
     (void) ngx_hex_dump(hex, state, sizeof(state));

@@ -483,6 +483,9 @@ http {{
         location / {{
             quay_registry;
         }}
+
+        # S3 driver requests and proxied pulls (conf/quay-storage.conf)
+        include {ROOT / "conf" / "quay-storage.conf"};
     }}
 }}
 """
