@@ -23,6 +23,7 @@
 #include "ngx_http_quay_auth.h"
 #include "ngx_http_quay_metrics.h"
 #include "ngx_http_quay_cache.h"
+#include "ngx_http_quay_audit.h"
 
 
 static void *ngx_http_quay_create_main_conf(ngx_conf_t *cf);
@@ -731,6 +732,10 @@ ngx_http_quay_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_quay_audit_init_process(qmcf, cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -746,6 +751,7 @@ ngx_http_quay_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_quay_audit_exit_process(qmcf);
     ngx_http_quay_cache_exit_process(qmcf);
     ngx_http_quay_auth_exit_process(qmcf);
     ngx_http_quay_redis_done(qmcf);
