@@ -33,9 +33,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/sha.h>
-
 #include "quay_base64.h"
+#include "quay_sha256.h"
 #include "ngx_http_quay_auth.h"
 #include "ngx_http_quay_db.h"
 #include "ngx_http_quay_v2.h"
@@ -56,7 +55,7 @@ typedef struct {
     ngx_http_quay_auth_done_pt     done;
     ngx_str_t                      raw;      /* the token text */
     ngx_http_quay_cache_gen_t      gen;
-    u_char                         key[SHA256_DIGEST_LENGTH];
+    u_char                         key[QUAY_SHA256_DIGEST_LEN];
 } ngx_http_quay_auth_fetch_t;
 
 
@@ -254,7 +253,7 @@ ngx_int_t
 ngx_http_quay_auth_bearer(ngx_http_request_t *r,
     ngx_http_quay_token_t **token, ngx_http_quay_auth_done_pt done)
 {
-    u_char                       cache_key[SHA256_DIGEST_LENGTH];
+    u_char                       cache_key[QUAY_SHA256_DIGEST_LEN];
     ngx_str_t                    raw;
     ngx_int_t                    rc;
     ngx_uint_t                   i;
@@ -290,9 +289,11 @@ ngx_http_quay_auth_bearer(ngx_http_request_t *r,
         raw.len--;
     }
 
-    /* seen before by some worker: no signature check, no JSON */
+    /* seen before by some worker: no signature check, no JSON (lib's
+     * SHA-256, not OpenSSL's, whose one-shot call takes a lock to fetch
+     * the algorithm every time) */
 
-    (void) SHA256(raw.data, raw.len, cache_key);
+    quay_sha256(raw.data, raw.len, cache_key);
     ngx_http_quay_cache_snapshot(NULL, NULL, &gen);
 
     rc = ngx_http_quay_auth_cached(r, cache_key, token);
@@ -341,7 +342,7 @@ ngx_http_quay_auth_bearer(ngx_http_request_t *r,
     fetch->done = done;
     fetch->raw = raw;
     fetch->gen = gen;
-    ngx_memcpy(fetch->key, cache_key, SHA256_DIGEST_LENGTH);
+    ngx_memcpy(fetch->key, cache_key, QUAY_SHA256_DIGEST_LEN);
 
     q = ngx_http_quay_request_query(r, QUAY_SQL_AUTH_SERVICEKEY_BY_KID);
     if (q == NULL) {
@@ -596,7 +597,7 @@ ngx_http_quay_auth_cached(ngx_http_request_t *r, u_char *cache_key,
     ngx_http_quay_token_t  *t;
 
     rc = ngx_http_quay_cache_get(NGX_HTTP_QUAY_CACHE_TOKEN, cache_key,
-                                 SHA256_DIGEST_LENGTH, r->pool, &v);
+                                 QUAY_SHA256_DIGEST_LEN, r->pool, &v);
     if (rc != NGX_OK) {
         return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR
                                  : NGX_DECLINED;
@@ -676,7 +677,7 @@ ngx_http_quay_auth_cache_put(ngx_pool_t *pool, u_char *cache_key,
     p = ngx_cpymem(p, t->grants.data, t->grants.len);
 
     ngx_http_quay_cache_put(NGX_HTTP_QUAY_CACHE_TOKEN, cache_key,
-                            SHA256_DIGEST_LENGTH, gen, buf, p - buf,
+                            QUAY_SHA256_DIGEST_LEN, gen, buf, p - buf,
                             (ngx_msec_t) (t->exp - now) * 1000);
 }
 
