@@ -9,8 +9,11 @@
  * time of the event), and sends the batch as ONE statement
  * (QUAY_SQL_AUDIT_INSERT_BATCH: parallel arrays, unnest) when it holds
  * NGX_HTTP_QUAY_AUDIT_BATCH rows or NGX_HTTP_QUAY_AUDIT_DELAY ms after its
- * first row, whichever comes first.  The rows keep Quay's columns, and
- * their datetime is when the event happened, not when the batch went.
+ * first row, whichever comes first.  Any other kind (login, push, delete:
+ * rare, and expected in the log right after the answer) sends the batch
+ * at once, itself last, so the log keeps the order of events.  The rows
+ * keep Quay's columns, and their datetime is when the event happened, not
+ * when the batch went.
  *
  * The answer never waits for its row.  The batch's pool owns the rows and
  * the query, and is destroyed when the insert completes; a batch being
@@ -184,7 +187,13 @@ ngx_http_quay_audit(ngx_http_request_t *r, const char *kind,
     row->field[6].data = p;
     row->field[6].len = ngx_sprintf(p, "%T%03M", tp->sec, tp->msec) - p;
 
-    if (batch->rows.nelts >= NGX_HTTP_QUAY_AUDIT_BATCH) {
+    /* only pulls wait for company: a login, push or delete row goes at
+     * once (with the pulls before it, in order), as rare as they are and
+     * as readers of the log expect them right after the answer */
+
+    if (batch->rows.nelts >= NGX_HTTP_QUAY_AUDIT_BATCH
+        || ngx_strcmp(kind, "pull_repo") != 0)
+    {
         ngx_http_quay_audit_flush();
         return;
     }
