@@ -160,6 +160,9 @@ ngx_http_quay_redis_done(ngx_http_quay_main_conf_t *qmcf)
             ngx_del_timer(&redis->retry);
         }
 
+        /* going away on purpose: no "subscription lost" warning */
+        redis->subscribed = 0;
+
         if (redis->ac != NULL) {
             redisAsyncFree(redis->ac);
             redis->ac = NULL;
