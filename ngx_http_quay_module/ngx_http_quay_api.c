@@ -43,6 +43,7 @@
 #include "quay_units.h"
 #include "ngx_http_quay_api.h"
 #include "ngx_http_quay_v2.h"
+#include "ngx_http_quay_cache.h"
 
 
 #define NGX_HTTP_QUAY_API_MAX_SEGS      64
@@ -121,6 +122,8 @@ static void ngx_http_quay_api_run_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
 static ngx_int_t ngx_http_quay_api_respond(ngx_http_request_t *r,
     ngx_http_quay_api_ctx_t *ctx, ngx_http_quay_db_query_t *q);
+static void ngx_http_quay_api_invalidate(ngx_http_request_t *r,
+    ngx_http_quay_api_ctx_t *ctx);
 static ngx_int_t ngx_http_quay_api_decrypt(ngx_http_request_t *r,
     ngx_str_t *body);
 static json_t *ngx_http_quay_api_ctx_json(ngx_http_request_t *r,
@@ -1106,6 +1109,8 @@ ngx_http_quay_api_respond(ngx_http_request_t *r,
                                        "Internal server error");
     }
 
+    ngx_http_quay_api_invalidate(r, ctx);
+
     if (ngx_http_quay_db_ntuples(q) != 1) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "quay api: %s returned no row",
@@ -1166,6 +1171,48 @@ ngx_http_quay_api_respond(ngx_http_request_t *r,
     }
 
     return ngx_http_quay_send_json(r, status, body.data, body.len);
+}
+
+
+/*
+ * The shared cache's hook (ngx_http_quay_cache.c): a non-GET route whose
+ * statement ran may have changed a repository (tags, visibility, state,
+ * permissions, deletion), so what every worker and node cached about it
+ * goes, before the answer does.  Routes without a {repository} argument
+ * (organizations, teams, users, robots) drop everything: they are rare.
+ * Any status counts, since a function may change rows and still answer
+ * 4xx.
+ */
+static void
+ngx_http_quay_api_invalidate(ngx_http_request_t *r,
+    ngx_http_quay_api_ctx_t *ctx)
+{
+    ngx_str_t                  *name;
+    ngx_uint_t                  i;
+    ngx_http_quay_main_conf_t  *qmcf;
+
+    if (ctx->route->method == QUAY_API_GET) {
+        return;
+    }
+
+    name = NULL;
+
+    for (i = 0; i < ctx->nparams; i++) {
+        if (ctx->params[i].name.len == sizeof("repository") - 1
+            && ngx_strncmp(ctx->params[i].name.data, "repository",
+                           sizeof("repository") - 1) == 0
+            && ngx_strlchr(ctx->params[i].value.data,
+                           ctx->params[i].value.data
+                           + ctx->params[i].value.len, '%')
+               == NULL)
+        {
+            name = &ctx->params[i].value;
+        }
+    }
+
+    qmcf = ngx_http_get_module_main_conf(r, ngx_http_quay_module);
+
+    ngx_http_quay_cache_invalidate(qmcf, name, NULL);
 }
 
 

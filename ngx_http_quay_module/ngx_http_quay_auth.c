@@ -16,9 +16,17 @@
  * (ngx_http_quay_token.c).  Keys of other nodes are fetched once per
  * worker and cached in worker memory; an unknown kid costs one query.
  *
- * The verified claims are attached to the request (pool cleanup frees
- * them); the access claim then answers "may this request pull/push/delete
- * on that repository" without another query.
+ * The verified claims are reduced at once to what the data path needs:
+ * subject, user id, exp and the access claim in a compact form (one
+ * record per entry: actions byte, type length byte, name length as two
+ * bytes, type, name), which answers "may this request pull/push/delete on
+ * that repository" without another query or any JSON.  That form is also
+ * what the shared cache keeps (ngx_http_quay_cache.c), under the SHA-256
+ * of the token text, until the token's exp: a token seen once by any
+ * worker costs a hash and a lookup instead of an RS256 verification and a
+ * JSON parse.  The cache never accepts a token the verifier would refuse:
+ * the token text is the key (the signature included), and the entry ends
+ * at exp while the verifier accepts up to its leeway after it.
  */
 
 #include <ngx_config.h>
@@ -26,13 +34,19 @@
 #include <ngx_http.h>
 
 #include "quay_base64.h"
+#include "quay_sha256.h"
 #include "ngx_http_quay_auth.h"
 #include "ngx_http_quay_db.h"
 #include "ngx_http_quay_v2.h"
+#include "ngx_http_quay_cache.h"
 
 
 #define NGX_HTTP_QUAY_AUTH_MAX_FOREIGN_KEYS  64
 #define NGX_HTTP_QUAY_AUTH_REGISTER_RETRY    3000
+
+/* the cached form: exp (8 bytes), subject and user id lengths (2 bytes
+ * each), the two strings, then the compact grants */
+#define NGX_HTTP_QUAY_AUTH_CACHED_HEAD       12
 
 
 typedef struct {
@@ -40,17 +54,25 @@ typedef struct {
     ngx_http_quay_token_t        **token;
     ngx_http_quay_auth_done_pt     done;
     ngx_str_t                      raw;      /* the token text */
+    ngx_http_quay_cache_gen_t      gen;
+    u_char                         key[QUAY_SHA256_DIGEST_LEN];
 } ngx_http_quay_auth_fetch_t;
 
 
 static ngx_int_t ngx_http_quay_auth_verify(ngx_http_request_t *r,
-    ngx_str_t *raw, const quay_jwt_key_t *key,
-    ngx_http_quay_token_t **token);
+    ngx_str_t *raw, const quay_jwt_key_t *key, u_char *cache_key,
+    ngx_http_quay_cache_gen_t *gen, ngx_http_quay_token_t **token);
+static ngx_int_t ngx_http_quay_auth_claims(ngx_http_request_t *r,
+    json_t *claims, ngx_http_quay_token_t *t);
+static ngx_int_t ngx_http_quay_auth_cached(ngx_http_request_t *r,
+    u_char *cache_key, ngx_http_quay_token_t **token);
+static void ngx_http_quay_auth_cache_put(ngx_pool_t *pool,
+    u_char *cache_key, ngx_http_quay_cache_gen_t *gen,
+    ngx_http_quay_token_t *t);
 static void ngx_http_quay_auth_fetch_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
 static void ngx_http_quay_auth_register(ngx_event_t *ev);
 static void ngx_http_quay_auth_register_done(ngx_http_quay_db_query_t *q);
-static void ngx_http_quay_auth_claims_cleanup(void *data);
 
 
 /* worker-local: keys of other nodes, found through servicekey */
@@ -231,12 +253,15 @@ ngx_int_t
 ngx_http_quay_auth_bearer(ngx_http_request_t *r,
     ngx_http_quay_token_t **token, ngx_http_quay_auth_done_pt done)
 {
+    u_char                       cache_key[QUAY_SHA256_DIGEST_LEN];
     ngx_str_t                    raw;
+    ngx_int_t                    rc;
     ngx_uint_t                   i;
     quay_err_t                   err;
     quay_jwt_header_t            hdr;
     ngx_table_elt_t             *h;
     ngx_http_quay_db_query_t    *q;
+    ngx_http_quay_cache_gen_t    gen;
     ngx_http_quay_main_conf_t   *qmcf;
     ngx_http_quay_auth_fetch_t  *fetch;
 
@@ -264,6 +289,18 @@ ngx_http_quay_auth_bearer(ngx_http_request_t *r,
         raw.len--;
     }
 
+    /* seen before by some worker: no signature check, no JSON (lib's
+     * SHA-256, not OpenSSL's, whose one-shot call takes a lock to fetch
+     * the algorithm every time) */
+
+    quay_sha256(raw.data, raw.len, cache_key);
+    ngx_http_quay_cache_snapshot(NULL, NULL, &gen);
+
+    rc = ngx_http_quay_auth_cached(r, cache_key, token);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     if (quay_jwt_peek_header((char *) raw.data, raw.len, &hdr, &err)
         != QUAY_OK)
     {
@@ -281,14 +318,15 @@ ngx_http_quay_auth_bearer(ngx_http_request_t *r,
     qmcf = ngx_http_get_module_main_conf(r, ngx_http_quay_module);
 
     if (ngx_strcmp(hdr.kid, qmcf->jwt_key->kid) == 0) {
-        return ngx_http_quay_auth_verify(r, &raw, qmcf->jwt_key, token);
+        return ngx_http_quay_auth_verify(r, &raw, qmcf->jwt_key, cache_key,
+                                         &gen, token);
     }
 
     for (i = 0; i < ngx_http_quay_auth_nforeign; i++) {
         if (ngx_strcmp(hdr.kid, ngx_http_quay_auth_foreign[i].kid) == 0) {
             return ngx_http_quay_auth_verify(r, &raw,
                                              &ngx_http_quay_auth_foreign[i],
-                                             token);
+                                             cache_key, &gen, token);
         }
     }
 
@@ -303,6 +341,8 @@ ngx_http_quay_auth_bearer(ngx_http_request_t *r,
     fetch->token = token;
     fetch->done = done;
     fetch->raw = raw;
+    fetch->gen = gen;
+    ngx_memcpy(fetch->key, cache_key, QUAY_SHA256_DIGEST_LEN);
 
     q = ngx_http_quay_request_query(r, QUAY_SQL_AUTH_SERVICEKEY_BY_KID);
     if (q == NULL) {
@@ -364,10 +404,11 @@ ngx_http_quay_auth_fetch_done(ngx_http_request_t *r,
         ngx_http_quay_auth_foreign[ngx_http_quay_auth_nforeign++] = key;
         rc = ngx_http_quay_auth_verify(r, &fetch->raw,
                   &ngx_http_quay_auth_foreign[ngx_http_quay_auth_nforeign - 1],
-                  fetch->token);
+                  fetch->key, &fetch->gen, fetch->token);
 
     } else {
-        rc = ngx_http_quay_auth_verify(r, &fetch->raw, &key, fetch->token);
+        rc = ngx_http_quay_auth_verify(r, &fetch->raw, &key, fetch->key,
+                                       &fetch->gen, fetch->token);
         quay_jwt_key_free(&key);
     }
 
@@ -377,21 +418,19 @@ ngx_http_quay_auth_fetch_done(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_quay_auth_verify(ngx_http_request_t *r, ngx_str_t *raw,
-    const quay_jwt_key_t *key, ngx_http_quay_token_t **token)
+    const quay_jwt_key_t *key, u_char *cache_key,
+    ngx_http_quay_cache_gen_t *gen, ngx_http_quay_token_t **token)
 {
-    json_t                     *claims, *v;
+    json_t                     *claims;
+    ngx_int_t                   rc;
     quay_err_t                  err;
-    const char                 *s;
-    ngx_pool_cleanup_t         *cln;
     ngx_http_quay_token_t      *t;
     ngx_http_quay_main_conf_t  *qmcf;
 
     qmcf = ngx_http_get_module_main_conf(r, ngx_http_quay_module);
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
     t = ngx_pcalloc(r->pool, sizeof(ngx_http_quay_token_t));
-
-    if (cln == NULL || t == NULL) {
+    if (t == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -411,23 +450,15 @@ ngx_http_quay_auth_verify(ngx_http_request_t *r, ngx_str_t *raw,
         return NGX_HTTP_UNAUTHORIZED;
     }
 
-    cln->handler = ngx_http_quay_auth_claims_cleanup;
-    cln->data = claims;
+    rc = ngx_http_quay_auth_claims(r, claims, t);
 
-    t->claims = claims;
+    json_decref(claims);
 
-    s = json_string_value(json_object_get(claims, "sub"));
-    if (s != NULL) {
-        t->subject.data = (u_char *) s;
-        t->subject.len = ngx_strlen(s);
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v = json_object_get(json_object_get(claims, "context"), "user_id");
-    s = json_string_value(v);
-    if (s != NULL) {
-        t->user_id.data = (u_char *) s;
-        t->user_id.len = ngx_strlen(s);
-    }
+    ngx_http_quay_auth_cache_put(r->pool, cache_key, gen, t);
 
     *token = t;
 
@@ -435,72 +466,261 @@ ngx_http_quay_auth_verify(ngx_http_request_t *r, ngx_str_t *raw,
 }
 
 
-static void
-ngx_http_quay_auth_claims_cleanup(void *data)
-{
-    json_decref(data);
-}
+/* The claims the data path needs, copied into r->pool. */
 
-
-ngx_uint_t
-ngx_http_quay_auth_granted(ngx_http_quay_token_t *token, const char *type,
-    ngx_str_t *name)
+static ngx_int_t
+ngx_http_quay_auth_claims(ngx_http_request_t *r, json_t *claims,
+    ngx_http_quay_token_t *t)
 {
-    size_t       i, j;
-    json_t      *access, *entry, *actions;
+    u_char      *p;
+    size_t       i, j, len, tlen, nlen;
+    json_t      *access, *entry, *actions, *v;
+    ngx_str_t    s;
     ngx_uint_t   granted;
-    const char  *s;
+    const char  *type, *name, *action;
 
-    if (token == NULL) {
-        return 0;
+    v = json_object_get(claims, "sub");
+    if (json_is_string(v)) {
+        s.data = (u_char *) json_string_value(v);
+        s.len = ngx_strlen(s.data);
+        t->subject.data = ngx_pstrdup(r->pool, &s);
+        t->subject.len = s.len;
+        if (t->subject.data == NULL) {
+            return NGX_ERROR;
+        }
     }
 
-    access = json_object_get(token->claims, "access");
-    granted = 0;
+    v = json_object_get(json_object_get(claims, "context"), "user_id");
+    if (json_is_string(v)) {
+        s.data = (u_char *) json_string_value(v);
+        s.len = ngx_strlen(s.data);
+        t->user_id.data = ngx_pstrdup(r->pool, &s);
+        t->user_id.len = s.len;
+        if (t->user_id.data == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    /* the verifier made sure exp is there and is a time */
+    t->exp = (time_t) json_number_value(json_object_get(claims, "exp"));
+
+    access = json_object_get(claims, "access");
+
+    len = 0;
+
+    json_array_foreach(access, i, entry) {
+        type = json_string_value(json_object_get(entry, "type"));
+        name = json_string_value(json_object_get(entry, "name"));
+
+        if (type != NULL && name != NULL) {
+            len += 4 + ngx_strlen(type) + ngx_strlen(name);
+        }
+    }
+
+    p = ngx_pnalloc(r->pool, len ? len : 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    t->grants.data = p;
 
     json_array_foreach(access, i, entry) {
 
-        s = json_string_value(json_object_get(entry, "type"));
-        if (s == NULL || ngx_strcmp(s, type) != 0) {
+        type = json_string_value(json_object_get(entry, "type"));
+        name = json_string_value(json_object_get(entry, "name"));
+
+        if (type == NULL || name == NULL) {
             continue;
         }
 
-        s = json_string_value(json_object_get(entry, "name"));
-        if (s == NULL || ngx_strlen(s) != name->len
-            || ngx_strncmp(s, name->data, name->len) != 0)
-        {
+        tlen = ngx_strlen(type);
+        nlen = ngx_strlen(name);
+
+        /* too long to be any valid type or repository name: it can
+         * match nothing, so it grants nothing */
+
+        if (tlen > 0xff || nlen > 0xffff) {
             continue;
         }
 
+        granted = 0;
         actions = json_object_get(entry, "actions");
 
-        json_array_foreach(actions, j, entry) {
-            s = json_string_value(entry);
+        json_array_foreach(actions, j, v) {
+            action = json_string_value(v);
 
-            if (s == NULL) {
+            if (action == NULL) {
                 continue;
             }
 
-            if (ngx_strcmp(s, "pull") == 0) {
+            if (ngx_strcmp(action, "pull") == 0) {
                 granted |= NGX_HTTP_QUAY_ACTION_PULL;
 
-            } else if (ngx_strcmp(s, "push") == 0) {
+            } else if (ngx_strcmp(action, "push") == 0) {
                 granted |= NGX_HTTP_QUAY_ACTION_PUSH;
 
-            } else if (ngx_strcmp(s, "delete") == 0) {
+            } else if (ngx_strcmp(action, "delete") == 0) {
                 granted |= NGX_HTTP_QUAY_ACTION_DELETE;
 
-            } else if (ngx_strcmp(s, "*") == 0) {
+            } else if (ngx_strcmp(action, "*") == 0) {
                 granted |= NGX_HTTP_QUAY_ACTION_PULL
                            | NGX_HTTP_QUAY_ACTION_PUSH
                            | NGX_HTTP_QUAY_ACTION_DELETE;
             }
         }
 
-        break;
+        *p++ = (u_char) granted;
+        *p++ = (u_char) tlen;
+        *p++ = (u_char) (nlen & 0xff);
+        *p++ = (u_char) (nlen >> 8);
+        p = ngx_cpymem(p, type, tlen);
+        p = ngx_cpymem(p, name, nlen);
     }
 
-    return granted;
+    t->grants.len = p - t->grants.data;
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK with *token from the shared cache, NGX_DECLINED on a miss. */
+
+static ngx_int_t
+ngx_http_quay_auth_cached(ngx_http_request_t *r, u_char *cache_key,
+    ngx_http_quay_token_t **token)
+{
+    u_char                 *p;
+    int64_t                 exp;
+    ngx_int_t               rc;
+    ngx_str_t               v;
+    ngx_uint_t              slen, ulen;
+    ngx_http_quay_token_t  *t;
+
+    rc = ngx_http_quay_cache_get(NGX_HTTP_QUAY_CACHE_TOKEN, cache_key,
+                                 QUAY_SHA256_DIGEST_LEN, r->pool, &v);
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                 : NGX_DECLINED;
+    }
+
+    if (v.len < NGX_HTTP_QUAY_AUTH_CACHED_HEAD) {
+        return NGX_DECLINED;
+    }
+
+    p = v.data;
+    ngx_memcpy(&exp, p, sizeof(int64_t));
+    slen = p[8] | (p[9] << 8);
+    ulen = p[10] | (p[11] << 8);
+
+    if (NGX_HTTP_QUAY_AUTH_CACHED_HEAD + slen + ulen > v.len
+        || (time_t) exp <= ngx_time())
+    {
+        return NGX_DECLINED;
+    }
+
+    t = ngx_palloc(r->pool, sizeof(ngx_http_quay_token_t));
+    if (t == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p += NGX_HTTP_QUAY_AUTH_CACHED_HEAD;
+
+    t->exp = (time_t) exp;
+    t->subject.data = p;
+    t->subject.len = slen;
+    t->user_id.data = p + slen;
+    t->user_id.len = ulen;
+    t->grants.data = p + slen + ulen;
+    t->grants.len = v.len - NGX_HTTP_QUAY_AUTH_CACHED_HEAD - slen - ulen;
+
+    *token = t;
+
+    return NGX_OK;
+}
+
+
+/* Keeps a verified token until its exp. */
+
+static void
+ngx_http_quay_auth_cache_put(ngx_pool_t *pool, u_char *cache_key,
+    ngx_http_quay_cache_gen_t *gen, ngx_http_quay_token_t *t)
+{
+    u_char   *p, *buf;
+    size_t    len;
+    time_t    now;
+    int64_t   exp;
+
+    now = ngx_time();
+
+    if (t->exp <= now || t->subject.len > 0xffff || t->user_id.len > 0xffff)
+    {
+        return;
+    }
+
+    len = NGX_HTTP_QUAY_AUTH_CACHED_HEAD + t->subject.len + t->user_id.len
+          + t->grants.len;
+
+    buf = ngx_pnalloc(pool, len);
+    if (buf == NULL) {
+        return;
+    }
+
+    exp = (int64_t) t->exp;
+
+    p = ngx_cpymem(buf, &exp, sizeof(int64_t));
+    *p++ = (u_char) (t->subject.len & 0xff);
+    *p++ = (u_char) (t->subject.len >> 8);
+    *p++ = (u_char) (t->user_id.len & 0xff);
+    *p++ = (u_char) (t->user_id.len >> 8);
+    p = ngx_cpymem(p, t->subject.data, t->subject.len);
+    p = ngx_cpymem(p, t->user_id.data, t->user_id.len);
+    p = ngx_cpymem(p, t->grants.data, t->grants.len);
+
+    ngx_http_quay_cache_put(NGX_HTTP_QUAY_CACHE_TOKEN, cache_key,
+                            QUAY_SHA256_DIGEST_LEN, gen, buf, p - buf,
+                            (ngx_msec_t) (t->exp - now) * 1000);
+}
+
+
+/*
+ * The actions of the first access entry for type:name (the compact form:
+ * actions, type length, name length low and high byte, type, name).
+ */
+
+ngx_uint_t
+ngx_http_quay_auth_granted(ngx_http_quay_token_t *token, const char *type,
+    ngx_str_t *name)
+{
+    u_char  *p, *last;
+    size_t   tlen, nlen, want;
+
+    if (token == NULL) {
+        return 0;
+    }
+
+    want = ngx_strlen(type);
+    p = token->grants.data;
+    last = p + token->grants.len;
+
+    while (last - p >= 4) {
+        tlen = p[1];
+        nlen = p[2] | (p[3] << 8);
+
+        if ((size_t) (last - p) < 4 + tlen + nlen) {
+            break;
+        }
+
+        if (tlen == want && nlen == name->len
+            && ngx_strncmp(p + 4, type, tlen) == 0
+            && ngx_strncmp(p + 4 + tlen, name->data, nlen) == 0)
+        {
+            return p[0];
+        }
+
+        p += 4 + tlen + nlen;
+    }
+
+    return 0;
 }
 
 

@@ -22,11 +22,13 @@
 
 
 typedef struct {
-    json_t                     *claims;      /* owned; json_decref'ed by a
-                                                r->pool cleanup */
     ngx_str_t                   subject;     /* "sub"; empty: anonymous */
     ngx_str_t                   user_id;     /* context.user_id; may be
                                                 empty */
+    time_t                      exp;
+    ngx_str_t                   grants;      /* the access claim in compact
+                                                form (ngx_http_quay_auth.c);
+                                                all three in r->pool */
 } ngx_http_quay_token_t;
 
 

@@ -8,9 +8,10 @@
  * no lookup on the hot path: the log phase handler does a handful of
  * atomic adds, never fails the request and always returns NGX_DECLINED.
  * Other files count through ngx_http_quay_metrics_inc() (database waits
- * and errors); it is a no-op until the zone exists.  Counters sit in
- * separate cache lines per class to keep the workers from bouncing one
- * line between cores.
+ * and errors, audit rows) and ngx_http_quay_metrics_cache() (shared cache
+ * hits and misses by kind); both are no-ops until the zone exists.
+ * Counters sit in separate cache lines per class to keep the workers from
+ * bouncing one line between cores.
  *
  * /metrics (location directive quay_metrics) prints the Prometheus text
  * format.  Who may read it is nginx's business: allow/deny in the
@@ -23,6 +24,7 @@
 
 #include "ngx_http_quay_metrics.h"
 #include "ngx_http_quay_v2.h"
+#include "ngx_http_quay_cache.h"
 
 
 #define NGX_HTTP_QUAY_METRICS_PAD  (128 / sizeof(ngx_atomic_t))
@@ -61,9 +63,15 @@ static const char  *ngx_http_quay_counter_names[][2] = {
     { "quay_manifest_pulls_total", "Manifest GETs answered 200" },
     { "quay_db_waits_total", "Queries that waited for a connection" },
     { "quay_db_errors_total", "Queries that failed" },
-    { "quay_cache_hits_total", "Shared cache hits (no cache yet)" },
-    { "quay_cache_misses_total", "Shared cache misses (no cache yet)" },
     { "quay_storage_errors_total", "Storage operations that failed" },
+    { "quay_audit_rows_total", "Audit log rows written" },
+    { "quay_audit_batches_total", "Multi-row audit log inserts" },
+    { "quay_audit_dropped_total", "Audit log rows that could not be "
+      "written" },
+};
+
+static const char  *ngx_http_quay_cache_names[] = {
+    "token", "repository", "tag"
 };
 
 
@@ -74,6 +82,8 @@ typedef struct {
     ngx_atomic_t   bytes_out;
     ngx_atomic_t   pad1[NGX_HTTP_QUAY_METRICS_PAD];
     ngx_atomic_t   counters[NGX_HTTP_QUAY_METRIC_COUNT];
+    ngx_atomic_t   pad2[NGX_HTTP_QUAY_METRICS_PAD];
+    ngx_atomic_t   cache[NGX_HTTP_QUAY_CACHE_KINDS][2];  /* miss, hit */
 } ngx_http_quay_metrics_shm_t;
 
 
@@ -165,6 +175,28 @@ ngx_http_quay_metrics_inc(ngx_http_quay_metric_e metric)
     if (ngx_http_quay_metrics_shm != NULL) {
         (void) ngx_atomic_fetch_add(
                    &ngx_http_quay_metrics_shm->counters[metric], 1);
+    }
+}
+
+
+void
+ngx_http_quay_metrics_add(ngx_http_quay_metric_e metric, ngx_uint_t n)
+{
+    if (ngx_http_quay_metrics_shm != NULL) {
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_quay_metrics_shm->counters[metric], n);
+    }
+}
+
+
+void
+ngx_http_quay_metrics_cache(ngx_uint_t kind, ngx_uint_t hit)
+{
+    if (ngx_http_quay_metrics_shm != NULL
+        && kind < NGX_HTTP_QUAY_CACHE_KINDS)
+    {
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_quay_metrics_shm->cache[kind][hit ? 1 : 0], 1);
     }
 }
 
@@ -294,7 +326,10 @@ ngx_http_quay_metrics_handler(ngx_http_request_t *r)
     len = 512 + NGX_HTTP_QUAY_ROUTE_COUNT * 5
                 * (sizeof("quay_http_requests_total{route=\"v2_referrers\","
                           "status=\"5xx\"} ") + NGX_ATOMIC_T_LEN)
-          + NGX_HTTP_QUAY_METRIC_COUNT * (256 + NGX_ATOMIC_T_LEN);
+          + NGX_HTTP_QUAY_METRIC_COUNT * (256 + NGX_ATOMIC_T_LEN)
+          + 512 + NGX_HTTP_QUAY_CACHE_KINDS * 2
+                  * (sizeof("quay_cache_misses_total{cache=\"repository\"} ")
+                     + NGX_ATOMIC_T_LEN);
 
     body = ngx_pnalloc(r->pool, len);
     b = ngx_calloc_buf(r->pool);
@@ -335,6 +370,24 @@ ngx_http_quay_metrics_handler(ngx_http_request_t *r)
                         ngx_http_quay_counter_names[i][0],
                         ngx_http_quay_counter_names[i][0],
                         m->counters[i]);
+    }
+
+    p = ngx_sprintf(p, "# HELP quay_cache_hits_total Shared cache lookups "
+                    "answered from the cache, by cache\n"
+                    "# TYPE quay_cache_hits_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_QUAY_CACHE_KINDS; i++) {
+        p = ngx_sprintf(p, "quay_cache_hits_total{cache=\"%s\"} %uA\n",
+                        ngx_http_quay_cache_names[i], m->cache[i][1]);
+    }
+
+    p = ngx_sprintf(p, "# HELP quay_cache_misses_total Shared cache lookups "
+                    "that went to the database, by cache\n"
+                    "# TYPE quay_cache_misses_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_QUAY_CACHE_KINDS; i++) {
+        p = ngx_sprintf(p, "quay_cache_misses_total{cache=\"%s\"} %uA\n",
+                        ngx_http_quay_cache_names[i], m->cache[i][0]);
     }
 
     r->headers_out.status = NGX_HTTP_OK;

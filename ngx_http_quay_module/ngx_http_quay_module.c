@@ -23,6 +23,8 @@
 #include "ngx_http_quay_auth.h"
 #include "ngx_http_quay_metrics.h"
 #include "ngx_http_quay_storage.h"
+#include "ngx_http_quay_cache.h"
+#include "ngx_http_quay_audit.h"
 
 
 static void *ngx_http_quay_create_main_conf(ngx_conf_t *cf);
@@ -120,6 +122,13 @@ static ngx_command_t  ngx_http_quay_commands[] = {
       offsetof(ngx_http_quay_main_conf_t, instance_key_path),
       NULL },
 
+    { ngx_string("quay_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_quay_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("quay_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -188,6 +197,8 @@ ngx_http_quay_create_main_conf(ngx_conf_t *cf)
      *     qmcf->thread_pool_name = { 0, NULL };
      *     qmcf->db = NULL;
      *     qmcf->db_key_set = 0;
+     *     qmcf->cache = NULL;
+     *     qmcf->cache_off = 0;
      */
 
     qmcf->db_pool_size = NGX_CONF_UNSET_UINT;
@@ -227,6 +238,10 @@ ngx_http_quay_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (ngx_http_quay_auth_conf(cf, qmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_quay_cache_conf(cf, qmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -730,6 +745,14 @@ ngx_http_quay_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_quay_cache_init_process(qmcf, cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_quay_audit_init_process(qmcf, cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -745,6 +768,8 @@ ngx_http_quay_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_quay_audit_exit_process(qmcf);
+    ngx_http_quay_cache_exit_process(qmcf);
     ngx_http_quay_auth_exit_process(qmcf);
     ngx_http_quay_redis_done(qmcf);
     ngx_http_quay_db_pool_done(qmcf);

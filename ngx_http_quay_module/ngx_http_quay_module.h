@@ -18,6 +18,7 @@
 
 typedef struct ngx_http_quay_db_pool_s  ngx_http_quay_db_pool_t;
 typedef struct ngx_http_quay_redis_s    ngx_http_quay_redis_t;
+typedef struct ngx_http_quay_cache_ctx_s  ngx_http_quay_cache_ctx_t;
 
 
 typedef struct {
@@ -50,6 +51,9 @@ typedef struct {
 
     ngx_thread_pool_t          *thread_pool;
     ngx_str_t                   thread_pool_name;
+
+    ngx_http_quay_cache_ctx_t  *cache;       /* quay_cache zone, or NULL */
+    ngx_flag_t                  cache_off;   /* "quay_cache off" */
 
     ngx_http_quay_db_pool_t    *db;          /* per worker process */
     ngx_http_quay_redis_t      *redis;       /* per worker process */

@@ -20,6 +20,15 @@
  * at most once and never after its request is gone; the reply callback
  * frees it.  A timeout also drops the connection, since a Redis that does
  * not answer one command will not answer the next.
+ *
+ * A subscriber (ngx_http_quay_redis_subscribe, for the shared cache's
+ * invalidations) needs a connection of its own, since a subscribed
+ * connection takes no other commands.  It is opened from a timer, checked
+ * again every NGX_HTTP_QUAY_REDIS_RETRY ms and reopened when it dropped;
+ * while Redis stays down only the first failure is logged at ERR.  Its
+ * handler sees every message, and a NULL message when a subscription that
+ * had been lost (or never made) is in place again: the messages of the gap
+ * are gone, and the subscriber must assume it missed some.
  */
 
 #include <ngx_config.h>
@@ -31,6 +40,9 @@
 #include "ngx_http_quay_redis.h"
 
 
+#define NGX_HTTP_QUAY_REDIS_RETRY  1000
+
+
 struct ngx_http_quay_redis_s {
     ngx_http_quay_main_conf_t     *qmcf;
     ngx_log_t                     *log;
@@ -39,6 +51,17 @@ struct ngx_http_quay_redis_s {
     ngx_connection_t              *c;        /* wraps ac->c.fd */
     char                           ip[NGX_SOCKADDR_STRLEN + 1];
     int                            port;
+
+    /* a subscriber's connection only */
+    const char                    *channel;  /* static */
+    ngx_http_quay_redis_message_pt message;
+    void                          *data;
+    ngx_event_t                    retry;
+    ngx_uint_t                     failures; /* connects failed in a row */
+    unsigned                       subscriber:1;
+    unsigned                       subscribed:1;
+    unsigned                       missed:1; /* not subscribed for a while
+                                                since the process began */
 };
 
 
@@ -67,12 +90,21 @@ static void ngx_http_quay_redis_auth_reply(redisAsyncContext *ac,
 static void ngx_http_quay_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_quay_redis_timeout(ngx_event_t *ev);
+static void ngx_http_quay_redis_address(ngx_http_quay_redis_t *redis,
+    ngx_http_quay_main_conf_t *qmcf, ngx_cycle_t *cycle);
+static ngx_uint_t ngx_http_quay_redis_level(ngx_http_quay_redis_t *redis);
+static void ngx_http_quay_redis_retry(ngx_event_t *ev);
+static void ngx_http_quay_redis_sub_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+
+
+/* per process: the subscriber, if any */
+static ngx_http_quay_redis_t  *ngx_http_quay_redis_sub;
 
 
 ngx_int_t
 ngx_http_quay_redis_init(ngx_http_quay_main_conf_t *qmcf, ngx_cycle_t *cycle)
 {
-    size_t                  len;
     ngx_http_quay_redis_t  *redis;
 
     if (qmcf->redis_addr == NULL) {
@@ -84,6 +116,20 @@ ngx_http_quay_redis_init(ngx_http_quay_main_conf_t *qmcf, ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_http_quay_redis_address(redis, qmcf, cycle);
+
+    qmcf->redis = redis;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_quay_redis_address(ngx_http_quay_redis_t *redis,
+    ngx_http_quay_main_conf_t *qmcf, ngx_cycle_t *cycle)
+{
+    size_t  len;
+
     redis->qmcf = qmcf;
     redis->log = cycle->log;
 
@@ -92,10 +138,6 @@ ngx_http_quay_redis_init(ngx_http_quay_main_conf_t *qmcf, ngx_cycle_t *cycle)
                         NGX_SOCKADDR_STRLEN, 0);
     redis->ip[len] = '\0';
     redis->port = ngx_inet_get_port(qmcf->redis_addr->sockaddr);
-
-    qmcf->redis = redis;
-
-    return NGX_OK;
 }
 
 
@@ -110,6 +152,173 @@ ngx_http_quay_redis_done(ngx_http_quay_main_conf_t *qmcf)
         redisAsyncFree(redis->ac);
         redis->ac = NULL;
     }
+
+    redis = ngx_http_quay_redis_sub;
+
+    if (redis != NULL) {
+        if (redis->retry.timer_set) {
+            ngx_del_timer(&redis->retry);
+        }
+
+        /* going away on purpose: no "subscription lost" warning */
+        redis->subscribed = 0;
+
+        if (redis->ac != NULL) {
+            redisAsyncFree(redis->ac);
+            redis->ac = NULL;
+        }
+
+        ngx_http_quay_redis_sub = NULL;
+    }
+}
+
+
+ngx_int_t
+ngx_http_quay_redis_subscribe(ngx_http_quay_main_conf_t *qmcf,
+    ngx_cycle_t *cycle, const char *channel,
+    ngx_http_quay_redis_message_pt handler, void *data)
+{
+    ngx_http_quay_redis_t  *sub;
+
+    if (qmcf->redis_addr == NULL || ngx_http_quay_redis_sub != NULL) {
+        return NGX_OK;
+    }
+
+    sub = ngx_pcalloc(cycle->pool, sizeof(ngx_http_quay_redis_t));
+    if (sub == NULL) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     sub->ac = NULL;
+     *     sub->c = NULL;
+     *     sub->failures = 0;
+     *     sub->subscribed = 0;
+     *     sub->missed = 0;
+     */
+
+    ngx_http_quay_redis_address(sub, qmcf, cycle);
+
+    sub->channel = channel;
+    sub->message = handler;
+    sub->data = data;
+    sub->subscriber = 1;
+
+    sub->retry.handler = ngx_http_quay_redis_retry;
+    sub->retry.data = sub;
+    sub->retry.log = cycle->log;
+
+    /* the worker may exit while this timer is pending */
+    sub->retry.cancelable = 1;
+
+    ngx_http_quay_redis_sub = sub;
+
+    /* connect from the event loop, not from init_process */
+    ngx_add_timer(&sub->retry, 1);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_quay_redis_retry(ngx_event_t *ev)
+{
+    ngx_http_quay_redis_t  *sub = ev->data;
+
+    if (sub->ac == NULL && !ngx_exiting && !ngx_terminate && !ngx_quit) {
+
+        if (ngx_http_quay_redis_connect(sub) != NGX_OK) {
+            sub->missed = 1;
+
+        } else if (redisAsyncCommand(sub->ac, ngx_http_quay_redis_sub_reply,
+                                     sub, "SUBSCRIBE %s", sub->channel)
+                   != REDIS_OK)
+        {
+            /* not connected yet: no disconnect callback clears ac */
+            redisAsyncFree(sub->ac);
+            sub->ac = NULL;
+            sub->missed = 1;
+        }
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_QUAY_REDIS_RETRY);
+}
+
+
+static void
+ngx_http_quay_redis_sub_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply             *rr = reply;
+    ngx_http_quay_redis_t  *sub = privdata;
+
+    redisReply  *kind, *payload;
+
+    if (rr == NULL) {
+
+        /* the context is going away; the retry timer reconnects */
+
+        if (sub->subscribed) {
+            ngx_log_error(NGX_LOG_WARN, sub->log, 0,
+                          "quay: redis: subscription to %s lost",
+                          sub->channel);
+        }
+
+        sub->subscribed = 0;
+        sub->missed = 1;
+        return;
+    }
+
+    if (rr->type != REDIS_REPLY_ARRAY || rr->elements != 3) {
+        return;
+    }
+
+    kind = rr->element[0];
+    payload = rr->element[2];
+
+    if (kind->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    if (kind->len == sizeof("subscribe") - 1
+        && ngx_strncmp(kind->str, "subscribe", kind->len) == 0)
+    {
+        sub->subscribed = 1;
+        sub->failures = 0;
+
+        if (sub->missed) {
+            sub->missed = 0;
+            ngx_log_error(NGX_LOG_NOTICE, sub->log, 0,
+                          "quay: redis: subscribed to %s again",
+                          sub->channel);
+            sub->message(sub->data, NULL, 0);
+        }
+
+        return;
+    }
+
+    if (kind->len == sizeof("message") - 1
+        && ngx_strncmp(kind->str, "message", kind->len) == 0
+        && payload->type == REDIS_REPLY_STRING)
+    {
+        sub->message(sub->data, (u_char *) payload->str,
+                     (size_t) payload->len);
+    }
+}
+
+
+/* A subscriber retries every second while Redis is down: ERR once. */
+
+static ngx_uint_t
+ngx_http_quay_redis_level(ngx_http_quay_redis_t *redis)
+{
+    if (redis->subscriber && redis->failures++ > 0) {
+        return NGX_LOG_INFO;
+    }
+
+    return NGX_LOG_ERR;
 }
 
 
@@ -182,7 +391,7 @@ ngx_http_quay_redis_connect(ngx_http_quay_redis_t *redis)
     }
 
     if (ac->err) {
-        ngx_log_error(NGX_LOG_ERR, redis->log, 0,
+        ngx_log_error(ngx_http_quay_redis_level(redis), redis->log, 0,
                       "quay: redis: cannot connect to %s:%d: %s",
                       redis->ip, redis->port, ac->errstr);
         redisAsyncFree(ac);
@@ -332,7 +541,7 @@ ngx_http_quay_redis_on_connect(const redisAsyncContext *ac, int status)
     ngx_http_quay_redis_t  *redis = ac->data;
 
     if (status != REDIS_OK) {
-        ngx_log_error(NGX_LOG_ERR, redis->log, 0,
+        ngx_log_error(ngx_http_quay_redis_level(redis), redis->log, 0,
                       "quay: redis: cannot connect to %s:%d: %s",
                       redis->ip, redis->port, ac->errstr);
         /* hiredis frees the context after this callback */

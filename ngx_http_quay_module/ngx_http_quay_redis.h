@@ -38,4 +38,18 @@ ngx_http_quay_redis_cmd_t *ngx_http_quay_redis_command(
 /* The handler will not be called; for request pool cleanups. */
 void ngx_http_quay_redis_cancel(ngx_http_quay_redis_cmd_t *cmd);
 
+/* A message (binary safe, valid during the call), or msg NULL when a
+ * subscription is back after a gap in which messages may have been lost. */
+typedef void (*ngx_http_quay_redis_message_pt)(void *data, u_char *msg,
+    size_t len);
+
+/*
+ * Worker start: subscribes to channel (a static string) on a connection
+ * of its own, kept open and reopened after a loss for the life of the
+ * process.  NGX_OK also when Redis is not configured (nothing happens).
+ */
+ngx_int_t ngx_http_quay_redis_subscribe(ngx_http_quay_main_conf_t *qmcf,
+    ngx_cycle_t *cycle, const char *channel,
+    ngx_http_quay_redis_message_pt handler, void *data);
+
 #endif /* NGX_HTTP_QUAY_REDIS_H */

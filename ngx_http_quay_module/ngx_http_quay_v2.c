@@ -14,7 +14,10 @@
  * clients use to fetch a token.  Last, the repository row is looked up,
  * and the route handler runs (see ngx_http_quay_v2.h for the contract).
  * The token step may be asynchronous (a key of another node) and the
- * repository step always is; both finish in ngx_http_quay_v2_resume().
+ * repository step is when the shared cache (ngx_http_quay_cache.c) does
+ * not have the row: a hit runs the route handler at once.  The cache's
+ * generations are read before that lookup, and the route handlers use
+ * the same snapshot for what they cache (ctx->cache_gen).
  */
 
 #include <ngx_config.h>
@@ -42,6 +45,8 @@ static ngx_int_t ngx_http_quay_v2_authorized(ngx_http_request_t *r,
     ngx_int_t rc);
 static void ngx_http_quay_v2_repo_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
+static ngx_int_t ngx_http_quay_v2_repo_cached(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx);
 static ngx_int_t ngx_http_quay_v2_base(ngx_http_request_t *r,
     ngx_http_quay_v2_ctx_t *ctx);
 
@@ -327,6 +332,16 @@ ngx_http_quay_v2_authorized(ngx_http_request_t *r, ngx_int_t rc)
                                      NULL);
     }
 
+    rc = ngx_http_quay_v2_repo_cached(r, ctx);
+
+    if (rc == NGX_OK) {
+        return rt->handler(r, ctx);
+    }
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     q = ngx_http_quay_request_query(r, QUAY_SQL_V2_REPO_LOOKUP);
     if (q == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -352,6 +367,7 @@ ngx_http_quay_v2_authorized(ngx_http_request_t *r, ngx_int_t rc)
 static void
 ngx_http_quay_v2_repo_done(ngx_http_request_t *r, ngx_http_quay_db_query_t *q)
 {
+    u_char                    *value;
     ngx_int_t                  rc;
     ngx_str_t                  id, state, public;
     ngx_http_quay_v2_ctx_t    *ctx;
@@ -391,11 +407,81 @@ ngx_http_quay_v2_repo_done(ngx_http_request_t *r, ngx_http_quay_db_query_t *q)
                                              : 0;
     ctx->repository_public = (public.len && public.data[0] == 't');
 
+    /* cached as state, visibility, id text, under the generations read
+     * before the query */
+
+    value = ngx_pnalloc(r->pool, 2 + id.len);
+    if (value != NULL) {
+        value[0] = (u_char) ctx->repository_state;
+        value[1] = (u_char) ctx->repository_public;
+        ngx_memcpy(value + 2, id.data, id.len);
+
+        ngx_http_quay_cache_put(NGX_HTTP_QUAY_CACHE_REPOSITORY,
+                                ctx->cache_name.data, ctx->cache_name.len,
+                                &ctx->cache_gen, value, 2 + id.len, 0);
+    }
+
     rc = rt->handler(r, ctx);
 
     /* NGX_DONE releases the reference taken in _authorized() */
 
     ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * The repository row from the shared cache: NGX_OK with ctx filled,
+ * NGX_DECLINED on a miss (ctx->cache_gen and cache_name are set for the
+ * put after the query), or an HTTP status.
+ */
+
+static ngx_int_t
+ngx_http_quay_v2_repo_cached(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx)
+{
+    u_char     *p;
+    ngx_int_t   rc;
+    ngx_str_t   v;
+
+    /* the canonical "namespace/name": ctx->name lacks the library
+     * namespace of a one-component name */
+
+    if (ctx->ns.data == ctx->name.data) {
+        ctx->cache_name = ctx->name;
+
+    } else {
+        p = ngx_pnalloc(r->pool, ctx->ns.len + 1 + ctx->repo.len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->cache_name.data = p;
+        p = ngx_cpymem(p, ctx->ns.data, ctx->ns.len);
+        *p++ = '/';
+        p = ngx_cpymem(p, ctx->repo.data, ctx->repo.len);
+        ctx->cache_name.len = p - ctx->cache_name.data;
+    }
+
+    ngx_http_quay_cache_snapshot(&ctx->cache_name, NULL, &ctx->cache_gen);
+
+    rc = ngx_http_quay_cache_get(NGX_HTTP_QUAY_CACHE_REPOSITORY,
+                                 ctx->cache_name.data, ctx->cache_name.len,
+                                 r->pool, &v);
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                 : NGX_DECLINED;
+    }
+
+    if (v.len < 3) {
+        return NGX_DECLINED;
+    }
+
+    ctx->repository_state = v.data[0];
+    ctx->repository_public = v.data[1];
+    ctx->repository_id.data = v.data + 2;
+    ctx->repository_id.len = v.len - 2;
+
+    return NGX_OK;
 }
 
 

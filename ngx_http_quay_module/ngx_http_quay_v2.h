@@ -10,8 +10,8 @@
  *      access claim gives ctx->granted for this repository; a request
  *      without the action it needs gets 401 with WWW-Authenticate (or 403
  *      DENIED when a token was given but lacks the action);
- *   3. the repository row is looked up (ctx->repository_id, state); a
- *      missing repository is 404 NAME_UNKNOWN;
+ *   3. the repository row is looked up (ctx->repository_id, state), in
+ *      the shared cache first; a missing repository is 404 NAME_UNKNOWN;
  *   4. the route handler runs with the context filled in.
  *
  * Route handlers follow the content handler convention: return an HTTP
@@ -33,6 +33,7 @@
 #include "quay_reference.h"
 #include "ngx_http_quay_module.h"
 #include "ngx_http_quay_db.h"
+#include "ngx_http_quay_cache.h"
 
 
 /* actions granted by a registry token's access claim */
@@ -67,6 +68,11 @@ typedef struct {
     void                       *token;       /* ngx_http_quay_token_t of
                                                 the verified token, or NULL
                                                 (ngx_http_quay_auth.h) */
+
+    /* the shared cache's generations for this repository, read before
+     * the first database read of the request (ngx_http_quay_cache.h) */
+    ngx_http_quay_cache_gen_t   cache_gen;
+    ngx_str_t                   cache_name;  /* "namespace/name" */
 
     void                       *data;        /* the route handler's state */
 } ngx_http_quay_v2_ctx_t;

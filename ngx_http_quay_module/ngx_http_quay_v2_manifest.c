@@ -28,6 +28,14 @@
  * tag that tag, by digest every alive tag on the manifest (Quay), which
  * makes the manifest unreachable; 202 either way.
  *
+ * GET and HEAD by tag go to the shared cache first (tag -> digest, media
+ * type, size, and the bytes of manifests up to 16 KiB), so that a hit
+ * needs neither the database nor a file; what the query finds is stored
+ * there for the next request, under the generations the router read
+ * before its own lookup.  A PUT or DELETE that committed bumps the
+ * repository's generation before it answers (ngx_http_quay_cache.c has
+ * the whole invalidation design).
+ *
  * Handler state lives in ctx->data (the module ctx belongs to the
  * router).  Each asynchronous step holds one reference: the body read
  * takes it (ngx_http_read_client_request_body), and the GET and DELETE
@@ -52,6 +60,9 @@
 
 /* first buffer for a body of unknown length (chunked) */
 #define NGX_HTTP_QUAY_MANIFEST_CHUNKED   (16 * 1024)
+
+/* manifests up to this size are kept whole in the shared cache */
+#define NGX_HTTP_QUAY_MANIFEST_CACHED    (16 * 1024)
 
 /* ?tag= parameters on one PUT by digest */
 #define NGX_HTTP_QUAY_MANIFEST_MAX_TAGS  32
@@ -96,6 +107,15 @@ static ngx_int_t ngx_http_quay_manifest_get(ngx_http_request_t *r,
     ngx_http_quay_v2_ctx_t *ctx);
 static void ngx_http_quay_manifest_get_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
+static ngx_int_t ngx_http_quay_manifest_tag_key(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx, ngx_str_t *key);
+static ngx_int_t ngx_http_quay_manifest_cached(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx);
+static void ngx_http_quay_manifest_cache_put(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx, ngx_str_t *digest, ngx_str_t *media_type,
+    ngx_str_t *bytes, ngx_str_t end);
+static ngx_int_t ngx_http_quay_manifest_send(ngx_http_request_t *r,
+    ngx_str_t *digest, ngx_str_t *media_type, ngx_str_t *bytes);
 static ngx_int_t ngx_http_quay_manifest_delete(ngx_http_request_t *r,
     ngx_http_quay_v2_ctx_t *ctx);
 static void ngx_http_quay_manifest_delete_done(ngx_http_request_t *r,
@@ -182,6 +202,13 @@ ngx_http_quay_manifest_get(ngx_http_request_t *r, ngx_http_quay_v2_ctx_t *ctx)
         return rc;
     }
 
+    if (!ctx->path.ref_is_digest) {
+        rc = ngx_http_quay_manifest_cached(r, ctx);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
     q = ngx_http_quay_request_query(r, ctx->path.ref_is_digest
                                        ? QUAY_SQL_MANIFEST_BY_DIGEST
                                        : QUAY_SQL_MANIFEST_BY_TAG);
@@ -209,15 +236,95 @@ ngx_http_quay_manifest_get(ngx_http_request_t *r, ngx_http_quay_v2_ctx_t *ctx)
 }
 
 
+/*
+ * The shared cache's key for tag -> manifest: "<repository id>:<tag>"
+ * (a tag has no ':'), in r->pool.
+ */
+
+static ngx_int_t
+ngx_http_quay_manifest_tag_key(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx, ngx_str_t *key)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, ctx->repository_id.len + 1
+                             + ctx->reference.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    key->data = p;
+    p = ngx_cpymem(p, ctx->repository_id.data, ctx->repository_id.len);
+    *p++ = ':';
+    p = ngx_cpymem(p, ctx->reference.data, ctx->reference.len);
+    key->len = p - key->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * GET or HEAD by tag from the shared cache.  The value: a flag telling
+ * whether the bytes are there, the manifest size (4 bytes, little
+ * endian), the media type and digest lengths (1 byte each), the media
+ * type, the digest, then the bytes when they are at most
+ * NGX_HTTP_QUAY_MANIFEST_CACHED.  Returns NGX_DECLINED on a miss, and for
+ * a GET of a manifest cached without its bytes; else what sending
+ * returned.
+ */
+
+static ngx_int_t
+ngx_http_quay_manifest_cached(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx)
+{
+    u_char     *p;
+    size_t      size, mlen, dlen;
+    ngx_int_t   rc;
+    ngx_str_t   key, v, digest, media_type, bytes;
+
+    if (ngx_http_quay_manifest_tag_key(r, ctx, &key) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_quay_cache_get(NGX_HTTP_QUAY_CACHE_TAG, key.data, key.len,
+                                 r->pool, &v);
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                 : NGX_DECLINED;
+    }
+
+    if (v.len < 7) {
+        return NGX_DECLINED;
+    }
+
+    p = v.data;
+    size = p[1] | (p[2] << 8) | (p[3] << 16) | ((size_t) p[4] << 24);
+    mlen = p[5];
+    dlen = p[6];
+
+    if (7 + mlen + dlen + (p[0] ? size : 0) != v.len
+        || (!p[0] && r->method != NGX_HTTP_HEAD))
+    {
+        return NGX_DECLINED;
+    }
+
+    media_type.data = p + 7;
+    media_type.len = mlen;
+    digest.data = p + 7 + mlen;
+    digest.len = dlen;
+    bytes.data = p[0] ? p + 7 + mlen + dlen : NULL;
+    bytes.len = size;
+
+    return ngx_http_quay_manifest_send(r, &digest, &media_type, &bytes);
+}
+
+
 static void
 ngx_http_quay_manifest_get_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q)
 {
-    u_char       *etag;
-    ngx_int_t     rc;
-    ngx_str_t     digest, media_type, bytes;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_str_t                digest, media_type, bytes;
+    ngx_http_quay_v2_ctx_t  *ctx;
 
     if (q->rc != NGX_OK) {
         ngx_http_finalize_request(r, ngx_http_quay_send_error(r,
@@ -239,45 +346,145 @@ ngx_http_quay_manifest_get_done(ngx_http_request_t *r,
     media_type = ngx_http_quay_db_value(q, 0, 1);
     bytes = ngx_http_quay_db_value(q, 0, 2);
 
-    /* allocate everything before the header goes out */
+    ctx = ngx_http_quay_manifest_ctx(r);
 
-    etag = ngx_pnalloc(r->pool, digest.len + 3);
-    b = ngx_calloc_buf(r->pool);
+    if (!ctx->path.ref_is_digest) {
+        ngx_http_quay_manifest_cache_put(r, ctx, &digest, &media_type,
+                                         &bytes,
+                                         ngx_http_quay_db_value(q, 0, 3));
+    }
 
-    if (etag == NULL || b == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    ngx_http_finalize_request(r, ngx_http_quay_manifest_send(r, &digest,
+                                                             &media_type,
+                                                             &bytes));
+}
+
+
+/*
+ * Keeps a tag's answer in the shared cache, no longer than the tag lives
+ * (end: lifetime_end_ms, empty for none), under the generations read
+ * before the repository lookup.
+ */
+
+static void
+ngx_http_quay_manifest_cache_put(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx, ngx_str_t *digest, ngx_str_t *media_type,
+    ngx_str_t *bytes, ngx_str_t end)
+{
+    u_char      *p, *v;
+    size_t       len;
+    int64_t      end_ms, now_ms;
+    ngx_str_t    key;
+    ngx_uint_t   keep;
+    ngx_msec_t   ttl;
+    ngx_time_t  *tp;
+
+    if (media_type->len > 0xff || digest->len > 0xff
+        || bytes->len > 0xffffffff)
+    {
         return;
     }
 
-    *ngx_sprintf(etag, "\"%V\"", &digest) = '\0';
+    ttl = 0;
 
-    if (ngx_http_quay_set_header(r, "Docker-Content-Digest",
-                                 (char *) digest.data) != NGX_OK
+    if (end.len) {
+        end_ms = ngx_atoof(end.data, end.len);
+        tp = ngx_timeofday();
+        now_ms = (int64_t) tp->sec * 1000 + tp->msec;
+
+        if (end_ms == NGX_ERROR || end_ms <= now_ms) {
+            return;
+        }
+
+        ttl = (ngx_msec_t) (end_ms - now_ms);
+    }
+
+    if (ngx_http_quay_manifest_tag_key(r, ctx, &key) != NGX_OK) {
+        return;
+    }
+
+    keep = (bytes->len <= NGX_HTTP_QUAY_MANIFEST_CACHED);
+    len = 7 + media_type->len + digest->len + (keep ? bytes->len : 0);
+
+    v = ngx_pnalloc(r->pool, len);
+    if (v == NULL) {
+        return;
+    }
+
+    p = v;
+    *p++ = (u_char) keep;
+    *p++ = (u_char) (bytes->len & 0xff);
+    *p++ = (u_char) ((bytes->len >> 8) & 0xff);
+    *p++ = (u_char) ((bytes->len >> 16) & 0xff);
+    *p++ = (u_char) ((bytes->len >> 24) & 0xff);
+    *p++ = (u_char) media_type->len;
+    *p++ = (u_char) digest->len;
+    p = ngx_cpymem(p, media_type->data, media_type->len);
+    p = ngx_cpymem(p, digest->data, digest->len);
+
+    if (keep) {
+        p = ngx_cpymem(p, bytes->data, bytes->len);
+    }
+
+    ngx_http_quay_cache_put(NGX_HTTP_QUAY_CACHE_TAG, key.data, key.len,
+                            &ctx->cache_gen, v, p - v, ttl);
+}
+
+
+/*
+ * 200 with the manifest: Docker-Content-Digest, ETag, the stored media
+ * type and the bytes (bytes->data NULL: a HEAD answered from the cache,
+ * only the length is known).  Returns what ngx_http_output_filter()
+ * returned, for ngx_http_finalize_request().
+ */
+
+static ngx_int_t
+ngx_http_quay_manifest_send(ngx_http_request_t *r, ngx_str_t *digest,
+    ngx_str_t *media_type, ngx_str_t *bytes)
+{
+    u_char       *etag, *d;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    /* allocate everything before the header goes out */
+
+    etag = ngx_pnalloc(r->pool, digest->len + 3);
+    d = ngx_pnalloc(r->pool, digest->len + 1);
+    b = ngx_calloc_buf(r->pool);
+
+    if (etag == NULL || d == NULL || b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *ngx_sprintf(etag, "\"%V\"", digest) = '\0';
+    *ngx_cpymem(d, digest->data, digest->len) = '\0';
+
+    if (ngx_http_quay_set_header(r, "Docker-Content-Digest", (char *) d)
+        != NGX_OK
         || ngx_http_quay_set_header(r, "ETag", (char *) etag) != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = bytes.len;
-    r->headers_out.content_type = media_type;
-    r->headers_out.content_type_len = media_type.len;
+    r->headers_out.content_length_n = bytes->len;
+    r->headers_out.content_type = *media_type;
+    r->headers_out.content_type_len = media_type->len;
     r->headers_out.content_type_lowcase = NULL;
 
     if (r->method == NGX_HTTP_GET) {
-        ngx_http_quay_manifest_audit(r, "pull_repo", &digest);
+        ngx_http_quay_manifest_audit(r, "pull_repo", digest);
     }
 
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        ngx_http_finalize_request(r, rc);
-        return;
+        return rc;
     }
 
-    b->pos = bytes.data;
-    b->last = bytes.data + bytes.len;
+    b->pos = bytes->data;
+    b->last = bytes->data + bytes->len;
     b->memory = 1;
     b->last_buf = 1;
     b->last_in_chain = 1;
@@ -285,7 +492,7 @@ ngx_http_quay_manifest_get_done(ngx_http_request_t *r,
     out.buf = b;
     out.next = NULL;
 
-    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
+    return ngx_http_output_filter(r, &out);
 }
 
 
@@ -335,8 +542,9 @@ static void
 ngx_http_quay_manifest_delete_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q)
 {
-    ngx_str_t   found, immutable;
-    ngx_int_t   rc;
+    ngx_str_t                found, immutable;
+    ngx_int_t                rc;
+    ngx_http_quay_v2_ctx_t  *ctx;
 
     if (q->rc != NGX_OK || ngx_http_quay_db_ntuples(q) != 1) {
         rc = ngx_http_quay_send_error(r, NGX_HTTP_QUAY_ERR_UNAVAILABLE, NULL);
@@ -357,6 +565,10 @@ ngx_http_quay_manifest_delete_done(ngx_http_request_t *r,
                                           "the tag is immutable"));
 
     } else {
+        /* committed: no worker or node may serve the tag any more */
+        ctx = ngx_http_quay_manifest_ctx(r);
+        ngx_http_quay_cache_invalidate(ctx->qmcf, &ctx->cache_name, NULL);
+
         ngx_http_quay_manifest_audit(r, "delete_tag", NULL);
         rc = ngx_http_quay_manifest_send_empty(r, NGX_HTTP_ACCEPTED);
     }
@@ -1305,6 +1517,11 @@ ngx_http_quay_manifest_stored(ngx_http_request_t *r,
             }
         }
     }
+
+    /* committed: tags may have moved, every worker and node must see it
+     * before the client does */
+
+    ngx_http_quay_cache_invalidate(ctx->qmcf, &ctx->cache_name, NULL);
 
     ngx_http_quay_manifest_audit(r, "push_repo", &put->digest_text);
 
