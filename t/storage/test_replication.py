@@ -417,3 +417,62 @@ def test_kill_9_mid_copy_then_restart_copies_exactly_once(geo):
         hashlib.sha256(layer).digest()
     assert_clean(geo, "b")
     assert len(re.findall(re.escape(f"replicated blob={big} "), log)) == 1
+
+
+def cleanup(g, *args, timeout=120):
+    g.n += 1
+    log = g.dir / f"cleanup-{g.n}.log"
+    p = harness.spawn([harness.BINDIR / "quay-upload-cleanup", "--config",
+                       g.config, "--once", *args], log)
+    rc = p.wait(timeout)
+    return rc, log.read_text(errors="replace")
+
+
+def test_upload_cleanup_aborts_stale_multipart_uploads(geo):
+    rgw, bucket = geo.rgw, geo.bucket["b"]
+
+    def create(key):
+        r = rgw.s3("POST", f"/{bucket}/{key}", query={"uploads": ""})
+        assert r.status_code == 200, r.text
+        return re.search(r"<UploadId>([^<]+)</UploadId>", r.text).group(1)
+
+    stale = [f"{PREFIX}/uploads/replicate-{'1' * 8}-1111-1111-1111-"
+             f"{'1' * 12}", f"{PREFIX}/sha256/ab/{'ab' * 32}"]
+    other = f"{PREFIX}/elsewhere/keep"
+    for key in stale + [other]:
+        create(key)
+
+    # an abandoned push session on a: a multipart upload with one part
+    c = Client(geo.node_a, "alice/geo-abandoned")
+    r = c.req("POST", f"/v2/{c.name}/blobs/uploads/")
+    assert r.status_code == 202
+    session = r.headers["Docker-Upload-UUID"]
+    r = c.req("PATCH", r.headers["Location"], data=os.urandom(6 * MiB),
+              headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 202, r.text
+    assert [k for k, _ in rgw.list_multipart_uploads(geo.bucket["a"])] == \
+        [f"{PREFIX}/uploads/{session}"]
+
+    # younger than BLOBUPLOAD_DELETION_DATE_THRESHOLD (two days): kept
+    rc, log = cleanup(geo)
+    assert rc == 0, log
+    assert sorted(k for k, _ in rgw.list_multipart_uploads(bucket)) == \
+        sorted(stale + [other])
+
+    # with a threshold of 0 minutes everything under uploads/ and sha256/
+    # is stale, once a second has passed (S3 times have seconds)
+    time.sleep(1.1)
+    rc, log = cleanup(geo, "--threshold-minutes", "0")
+    assert rc == 0, log
+    assert [k for k, _ in rgw.list_multipart_uploads(bucket)] == [other], \
+        log
+    for key in stale:
+        assert f"aborted a stale multipart upload location=b key=" \
+            f"{key[len(PREFIX) + 1:]}" in log, log
+    assert rgw.list_multipart_uploads(geo.bucket["a"]) == []
+    assert sql(geo, "SELECT count(*) FROM blobupload"
+                    f" WHERE uuid = '{session}'") == [("0",)]
+
+    for key, upload_id in rgw.list_multipart_uploads(bucket):
+        assert rgw.s3("DELETE", f"/{bucket}/{key}",
+                      query={"uploadId": upload_id}).status_code == 204
