@@ -353,6 +353,43 @@ def test_source_missing_everywhere_fails_the_job_with_the_reason(geo):
     sql(geo, f"DELETE FROM queueitem WHERE queue_name = '{QUEUE}'")
 
 
+def test_unreachable_target_is_retried_with_backoff(geo):
+    c = Client(geo.node_a, "alice/geo-retry")
+    _, digests = c.push_image("retry", [os.urandom(3000)])
+
+    # the worker's own config: location b's gateway is a closed port
+    cfg = dict(geo.node_a.config)
+    down = location(geo.rgw, geo.bucket["b"])
+    down[1]["port"] = harness.free_port()
+    cfg["DISTRIBUTED_STORAGE_CONFIG"] = dict(
+        cfg["DISTRIBUTED_STORAGE_CONFIG"], b=down)
+    path = harness.write_config(geo.dir / "b-down.yaml", cfg)
+
+    geo.n += 1
+    log_path = geo.dir / f"replicate-{geo.n}.log"
+    p = harness.spawn([harness.BINDIR / "quay-replicate", "--config", path,
+                       "--once", "--retry-base", "60"], log_path)
+    assert p.wait(120) == 0, log_path.read_text()
+    rows = jobs(geo)
+    assert len(rows) == len(digests)
+    for state, _, error, retries in rows:
+        assert state == "queued" and retries == "4", rows
+        assert error.startswith("target: location b: ") and \
+            "onnect" in error, error
+    assert all(placements(geo, d) == ["a"] for d in digests)
+    assert sql(geo, "SELECT bool_and(available_after > now() + interval"
+                    f" '30 seconds') FROM queueitem WHERE queue_name ="
+                    f" '{QUEUE}'") == [("t",)]
+
+    # once b answers again, the jobs finish
+    sql(geo, "UPDATE queueitem SET available_after = now()"
+             f" WHERE queue_name = '{QUEUE}'")
+    rc, log = replicate(geo)
+    assert rc == 0, log
+    assert jobs(geo) == []
+    assert all(placements(geo, d) == ["a", "b"] for d in digests)
+
+
 def rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
