@@ -279,6 +279,8 @@ typedef struct {
     const unsigned char    *body;          /* NULL: no body */
     size_t                  body_len;
     bool                    slow;          /* long silences are normal */
+    bool                    cleanup;       /* runs even after shutdown was
+                                              requested (an abort) */
 
     storage_sink_pt         sink;          /* a 2xx body goes here */
     void                   *sink_ctx;
@@ -408,7 +410,7 @@ storage_s3_progress_cb(void *data, curl_off_t dltotal, curl_off_t dlnow,
 {
     storage_s3_io_t  *io = data;
 
-    if (worker_shutdown_requested()) {
+    if (worker_shutdown_requested() && !io->rq->cleanup) {
         return 1;                       /* CURLE_ABORTED_BY_CALLBACK */
     }
     if (io->s->progress != NULL) {
@@ -733,7 +735,7 @@ storage_s3_perform(storage_t *s, storage_s3_req_t *rq, char *err,
     (void) curl_easy_getinfo(s3->curl, CURLINFO_RESPONSE_CODE, &rq->status);
 
     if (cc != CURLE_OK) {
-        if (worker_shutdown_requested()) {
+        if (worker_shutdown_requested() && !rq->cleanup) {
             rc = storage_error(err, errlen, STORAGE_EIO,
                                "location %s: %s %s: interrupted by"
                                " shutdown", s->loc->name, rq->what,
@@ -1048,6 +1050,7 @@ storage_s3_mpu_abort(storage_t *s, const char *key, const char *upload_id,
 
     storage_s3_req_init(&rq, "DELETE", "AbortMultipartUpload", key);
     storage_s3_req_query(&rq, "uploadId", upload_id);
+    rq.cleanup = true;          /* a stopping worker still tidies up */
     rc = storage_s3_perform(s, &rq, err, errlen);
     storage_s3_req_free(&rq);
     return rc;

@@ -513,3 +513,43 @@ def test_upload_cleanup_aborts_stale_multipart_uploads(geo):
     for key, upload_id in rgw.list_multipart_uploads(bucket):
         assert rgw.s3("DELETE", f"/{bucket}/{key}",
                       query={"uploadId": upload_id}).status_code == 204
+
+
+def test_sigterm_mid_copy_gives_the_job_back_and_aborts_the_upload(geo):
+    c = Client(geo.node_a, "alice/geo-term")
+    layer = os.urandom(24 * MiB)
+    _, digests = c.push_image("term", [layer])
+    big = digests[1]
+
+    geo.n += 1
+    log_path = geo.dir / f"replicate-{geo.n}.log"
+    env = dict(os.environ, QUAY_REPLICATE_TEST_PART_PAUSE_SECONDS="2")
+    p = harness.spawn([harness.BINDIR / "quay-replicate", "--config",
+                       geo.config, "--poll", "1"], log_path, env=env)
+    try:
+        harness.wait_until(
+            lambda: "test pause after part 1 of 3"
+            in log_path.read_text(errors="replace"), 120,
+            "quay-replicate in the middle of the 24 MiB copy")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    log = log_path.read_text(errors="replace")
+    assert "given back reason=shutdown" in log, log
+
+    # the retry was not used, the half-made copy is gone, nothing placed
+    row = [r for r in jobs(geo)
+           if json.loads(r[1])["storage_id"] == storage_uuid(geo, big)]
+    assert [(s, n) for s, _, _, n in row] == [("queued", "5")], row
+    assert geo.rgw.list_multipart_uploads(geo.bucket["b"]) == []
+    assert placements(geo, big) == ["a"]
+
+    rc, log = replicate(geo)
+    assert rc == 0, log
+    assert jobs(geo) == []
+    assert placements(geo, big) == ["a", "b"]
+    assert bucket_object(geo, "b", big) == layer
+    assert_clean(geo, "b")
