@@ -26,9 +26,9 @@
  * limit (no byte for 60 s, 600 s for a server-side copy); a transfer
  * stops early with STORAGE_EIO when shutdown was requested
  * (worker_shutdown_requested), except an abort of a multipart upload,
- * so that a stopping worker still tidies up.  storage_set_progress() registers a hook
- * called about once a second during a transfer (workers renew their lease
- * there).
+ * so that a stopping worker still tidies up.  storage_set_progress()
+ * registers a hook called about once a second during a transfer (workers
+ * renew their lease there).
  */
 
 #ifndef STORAGE_H
