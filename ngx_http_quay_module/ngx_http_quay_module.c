@@ -56,6 +56,10 @@ static ngx_conf_num_bounds_t  ngx_http_quay_db_pool_bounds = {
     ngx_conf_check_num_bounds, 1, 1024
 };
 
+static ngx_conf_num_bounds_t  ngx_http_quay_storage_fails_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000
+};
+
 
 static ngx_command_t  ngx_http_quay_commands[] = {
 
@@ -113,6 +117,34 @@ static ngx_command_t  ngx_http_quay_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_quay_main_conf_t, redis_timeout),
+      NULL },
+
+    { ngx_string("quay_storage_max_fails"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_quay_main_conf_t, storage_max_fails),
+      &ngx_http_quay_storage_fails_bounds },
+
+    { ngx_string("quay_storage_fail_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_quay_main_conf_t, storage_fail_timeout),
+      NULL },
+
+    { ngx_string("quay_storage_probe_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_quay_main_conf_t, storage_probe_interval),
+      NULL },
+
+    { ngx_string("quay_storage_fallback"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_quay_storage_fallback,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("quay_instance_key"),
@@ -206,6 +238,9 @@ ngx_http_quay_create_main_conf(ngx_conf_t *cf)
     qmcf->db_timeout = NGX_CONF_UNSET_MSEC;
     qmcf->db_connect_timeout = NGX_CONF_UNSET_MSEC;
     qmcf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    qmcf->storage_max_fails = NGX_CONF_UNSET_UINT;
+    qmcf->storage_fail_timeout = NGX_CONF_UNSET;
+    qmcf->storage_probe_interval = NGX_CONF_UNSET;
 
     return qmcf;
 }
@@ -221,6 +256,9 @@ ngx_http_quay_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(qmcf->db_timeout, 10000);
     ngx_conf_init_msec_value(qmcf->db_connect_timeout, 3000);
     ngx_conf_init_msec_value(qmcf->redis_timeout, 2000);
+    ngx_conf_init_uint_value(qmcf->storage_max_fails, 3);
+    ngx_conf_init_value(qmcf->storage_fail_timeout, 30);
+    ngx_conf_init_value(qmcf->storage_probe_interval, 10);
 
     if (qmcf->thread_pool_name.data == NULL) {
         ngx_str_set(&qmcf->thread_pool_name, "quay");
@@ -663,6 +701,10 @@ static ngx_int_t
 ngx_http_quay_preconfiguration(ngx_conf_t *cf)
 {
     /* $quay_s3_*: what the /_quay_s3/ locations proxy_pass with */
+
+    if (ngx_http_quay_storage_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_quay_storage_s3_add_variables(cf);
 }

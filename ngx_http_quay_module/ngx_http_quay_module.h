@@ -39,6 +39,11 @@ typedef struct {
     ngx_msec_t                  db_timeout;
     ngx_msec_t                  db_connect_timeout;
 
+    /* judging storage locations (ngx_http_quay_storage_select.c) */
+    ngx_uint_t                  storage_max_fails;
+    time_t                      storage_fail_timeout;
+    time_t                      storage_probe_interval;
+
     ngx_addr_t                 *redis_addr;  /* BUILDLOGS_REDIS, resolved */
     ngx_msec_t                  redis_timeout;
 

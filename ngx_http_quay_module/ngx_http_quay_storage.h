@@ -260,6 +260,60 @@ ngx_int_t ngx_http_quay_storage_s3_check(ngx_http_request_t *r,
     const quay_storage_location_t *loc, ngx_http_quay_storage_op_t *op);
 
 
+/*
+ * ngx_http_quay_storage_select.c: which location a read goes to, and
+ * which locations are failing (a per-worker circuit breaker), plus the
+ * replication parameter of the manifest PUT.
+ *
+ * storage_down: 1 when loc failed max_fails times within fail_timeout,
+ * or its last probe failed, and fail_timeout has not passed since.
+ * storage_probe_due: 1 when loc (an object store) has not been probed for
+ * quay_storage_probe_interval; the caller then probes it (HEAD of the
+ * bucket, ngx_http_quay_storage_s3_check) and reports with
+ * storage_probed.  storage_failed counts one failure (logged at WARN when
+ * it turns the location down); storage_probed records a probe's outcome.
+ */
+ngx_uint_t ngx_http_quay_storage_down(ngx_http_request_t *r,
+    const quay_storage_location_t *loc);
+ngx_uint_t ngx_http_quay_storage_probe_due(ngx_http_request_t *r,
+    const quay_storage_location_t *loc);
+void ngx_http_quay_storage_failed(ngx_http_request_t *r,
+    const quay_storage_location_t *loc, const char *why);
+void ngx_http_quay_storage_probed(ngx_http_request_t *r,
+    const quay_storage_location_t *loc, ngx_uint_t ok);
+
+/*
+ * The per-request list of locations a read already failed at, kept in the
+ * $quay_storage_skip variable so that it survives the internal redirects
+ * of a proxied pull's fallback.  storage_proxying records which location
+ * a proxied pull is about to read ($quay_storage_location).
+ */
+ngx_uint_t ngx_http_quay_storage_skipped(ngx_http_request_t *r,
+    const quay_storage_location_t *loc);
+ngx_int_t ngx_http_quay_storage_proxying(ngx_http_request_t *r,
+    const quay_storage_location_t *loc);
+
+/* 502 UNAVAILABLE (OCI body): every location holding the blob failed. */
+ngx_int_t ngx_http_quay_storage_send_unavailable(ngx_http_request_t *r);
+
+/* Declares $quay_storage_skip and $quay_storage_location
+ * (preconfiguration). */
+ngx_int_t ngx_http_quay_storage_add_variables(ngx_conf_t *cf);
+
+/* The quay_storage_fallback directive (location content handler). */
+char *ngx_http_quay_storage_fallback(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/*
+ * The $15 parameter of QUAY_SQL_MANIFEST_PUT: the text[] literal of
+ * DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS in pool when
+ * FEATURE_STORAGE_REPLICATION is on (NGX_OK), NGX_DECLINED when it is
+ * off (the parameter stays NULL), NGX_ERROR on no memory.
+ */
+ngx_int_t ngx_http_quay_storage_replication_param(ngx_pool_t *pool,
+    const quay_config_t *config, ngx_str_t *value);
+
+
 /* The driver of loc, or NULL when this build has none for it. */
 static ngx_inline const ngx_http_quay_storage_driver_t *
 ngx_http_quay_storage_driver(const quay_storage_location_t *loc)

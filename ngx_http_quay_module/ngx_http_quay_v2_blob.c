@@ -8,8 +8,14 @@
  * QUAY_SQL_BLOB_LOOKUP).  Anything else is 404 BLOB_UNKNOWN, so a digest
  * pushed to another repository stays invisible here.
  *
- * The bytes come from the first location, preferred one first, whose
- * driver has them.  The filesystem driver sends an in_file buffer:
+ * The bytes come from the first location, in the order of
+ * DISTRIBUTED_STORAGE_PREFERENCE, that holds them (its placements), else
+ * from any other holder; a location judged failing is passed over for
+ * the next holder, and a failed read falls back to it
+ * (ngx_http_quay_storage_select.c: the per-worker circuit breaker, the
+ * probe before a presigned redirect, the fallback of proxied pulls).
+ *
+ * The filesystem driver sends an in_file buffer:
  * sendfile moves the data and nginx's range filter turns Range requests
  * into 206 or 416 (r->allow_ranges), for HEAD as for GET; it also adds
  * Accept-Ranges: bytes to full answers.  ETag is the digest, so the
@@ -34,10 +40,42 @@
 #include "ngx_http_quay_storage.h"
 
 
+/* One location holding the blob. */
+typedef struct {
+    const quay_storage_location_t  *loc;
+    off_t                           size;        /* the row's; -1 none */
+    ngx_uint_t                      rank;        /* preference order */
+    unsigned                        probed:1;
+    unsigned                        failed:1;
+} ngx_http_quay_blob_source_t;
+
+
+/* A GET or HEAD choosing where to read from; in r->pool. */
+typedef struct {
+    ngx_http_quay_v2_ctx_t         *ctx;
+    ngx_http_quay_blob_source_t    *src;         /* preference order */
+    ngx_uint_t                      n;
+    ngx_uint_t                      skipped;     /* holders this request
+                                                    already failed at */
+    ngx_uint_t                      failed;
+    ngx_uint_t                      errors;      /* failed, not missing */
+    ngx_http_quay_storage_op_t      op;          /* the probe */
+    ngx_http_quay_blob_source_t    *probing;
+} ngx_http_quay_blob_read_t;
+
+
 static void ngx_http_quay_blob_lookup_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
+static ngx_http_quay_blob_read_t *ngx_http_quay_blob_sources(
+    ngx_http_request_t *r, ngx_http_quay_v2_ctx_t *ctx,
+    ngx_http_quay_db_query_t *q);
+static ngx_int_t ngx_http_quay_blob_choose(ngx_http_request_t *r,
+    ngx_http_quay_blob_read_t *br);
+static ngx_int_t ngx_http_quay_blob_probe(ngx_http_request_t *r,
+    ngx_http_quay_blob_read_t *br, ngx_http_quay_blob_source_t *src);
+static void ngx_http_quay_blob_probe_done(ngx_http_quay_storage_op_t *op);
 static ngx_int_t ngx_http_quay_blob_send(ngx_http_request_t *r,
-    ngx_http_quay_v2_ctx_t *ctx, ngx_http_quay_db_query_t *q);
+    ngx_http_quay_blob_read_t *br, ngx_http_quay_blob_source_t *src);
 static ngx_int_t ngx_http_quay_blob_headers(ngx_http_request_t *r,
     ngx_http_quay_v2_ctx_t *ctx);
 static ngx_int_t ngx_http_quay_blob_redirect(ngx_http_request_t *r,
@@ -112,8 +150,9 @@ static void
 ngx_http_quay_blob_lookup_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q)
 {
-    ngx_int_t                rc;
-    ngx_http_quay_v2_ctx_t  *ctx;
+    ngx_int_t                   rc;
+    ngx_http_quay_v2_ctx_t     *ctx;
+    ngx_http_quay_blob_read_t  *br;
 
     ctx = q->udata;
 
@@ -122,121 +161,325 @@ ngx_http_quay_blob_lookup_done(ngx_http_request_t *r,
                                       NULL);
 
     } else {
-        rc = ngx_http_quay_blob_send(r, ctx, q);
+        br = ngx_http_quay_blob_sources(r, ctx, q);
+
+        rc = (br != NULL) ? ngx_http_quay_blob_choose(r, br)
+                          : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_http_finalize_request(r, rc);
 }
 
 
-static ngx_int_t
-ngx_http_quay_blob_send(ngx_http_request_t *r, ngx_http_quay_v2_ctx_t *ctx,
-    ngx_http_quay_db_query_t *q)
-{
-    char                                  *name;
-    ngx_int_t                              rc, i, n;
-    ngx_str_t                              value, url;
-    ngx_http_quay_storage_object_t         obj;
-    const quay_storage_location_t         *loc;
-    const ngx_http_quay_storage_driver_t  *driver;
+/*
+ * The locations holding the blob, as this node sees them: configured here,
+ * with a driver, not skipped by an earlier failed read of this request,
+ * in DISTRIBUTED_STORAGE_PREFERENCE order (the others after, in the
+ * database's order).
+ */
 
+static ngx_http_quay_blob_read_t *
+ngx_http_quay_blob_sources(ngx_http_request_t *r,
+    ngx_http_quay_v2_ctx_t *ctx, ngx_http_quay_db_query_t *q)
+{
+    char                           *name;
+    size_t                          k;
+    ngx_int_t                       i, j, n;
+    ngx_str_t                       value;
+    const quay_config_t            *config;
+    ngx_http_quay_blob_read_t      *br;
+    ngx_http_quay_blob_source_t    *src, tmp;
+    const quay_storage_location_t  *loc;
+
+    config = ctx->qmcf->config;
     n = ngx_http_quay_db_ntuples(q);
+
+    br = ngx_pcalloc(r->pool, sizeof(ngx_http_quay_blob_read_t));
+    if (br == NULL) {
+        return NULL;
+    }
+
+    br->ctx = ctx;
+
+    br->src = ngx_pcalloc(r->pool, (n + 1)
+                                   * sizeof(ngx_http_quay_blob_source_t));
+    if (br->src == NULL) {
+        return NULL;
+    }
 
     for (i = 0; i < n; i++) {
         value = ngx_http_quay_db_value(q, (int) i, 1);
 
         name = ngx_pnalloc(r->pool, value.len + 1);
         if (name == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NULL;
         }
 
         (void) ngx_cpystrn((u_char *) name, value.data, value.len + 1);
 
         /* a location this node is not configured for is someone else's */
 
-        loc = quay_config_location(ctx->qmcf->config, name);
-        if (loc == NULL) {
+        loc = quay_config_location(config, name);
+        if (loc == NULL || ngx_http_quay_storage_driver(loc) == NULL) {
             continue;
         }
 
-        driver = ngx_http_quay_storage_driver(loc);
-        if (driver == NULL) {
+        if (ngx_http_quay_storage_skipped(r, loc)) {
+            br->skipped++;
             continue;
         }
 
-        if (r->method == NGX_HTTP_GET
-            && !ctx->qmcf->config->feature_proxy_storage)
-        {
-            rc = driver->presign(r, loc, &ctx->path.digest, &url);
+        src = &br->src[br->n++];
+        src->loc = loc;
 
-            if (rc == NGX_OK) {
-                return ngx_http_quay_blob_redirect(r, ctx, &url);
+        value = ngx_http_quay_db_value(q, (int) i, 0);
+        src->size = value.len ? ngx_atoof(value.data, value.len) : -1;
+
+        src->rank = config->storage_preference.n + (ngx_uint_t) i;
+
+        for (k = 0; k < config->storage_preference.n; k++) {
+            if (ngx_strcmp(config->storage_preference.items[k], name) == 0) {
+                src->rank = k;
+                break;
             }
+        }
+
+        /* insertion sort by rank, stable */
+
+        for (j = (ngx_int_t) br->n - 1;
+             j > 0 && br->src[j - 1].rank > br->src[j].rank;
+             j--)
+        {
+            tmp = br->src[j - 1];
+            br->src[j - 1] = br->src[j];
+            br->src[j] = tmp;
+        }
+    }
+
+    return br;
+}
+
+
+/*
+ * Reads from the first source that is not failing; see DESIGN in
+ * ngx_http_quay_storage_select.c.  Returns what the caller finalizes with:
+ * NGX_DONE when a probe was started (r->main->count++ is its reference,
+ * dropped by ngx_http_quay_blob_probe_done()) or the response went out
+ * through an internal redirect.
+ */
+
+static ngx_int_t
+ngx_http_quay_blob_choose(ngx_http_request_t *r, ngx_http_quay_blob_read_t *br)
+{
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, pass, down, redirect;
+    ngx_http_quay_blob_source_t  *src;
+
+    redirect = r->method == NGX_HTTP_GET
+               && !br->ctx->qmcf->config->feature_proxy_storage;
+
+    /* pass 0: locations that are up; pass 1: the others, as a guess */
+
+    for (pass = 0; pass < 2; pass++) {
+
+        for (i = 0; i < br->n; i++) {
+            src = &br->src[i];
+
+            if (src->failed) {
+                continue;
+            }
+
+            down = ngx_http_quay_storage_down(r, src->loc);
+
+            if (down != pass) {
+                continue;
+            }
+
+            if (pass == 0 && redirect && !src->probed
+                && ngx_http_quay_storage_probe_due(r, src->loc))
+            {
+                src->probed = 1;
+
+                rc = ngx_http_quay_blob_probe(r, br, src);
+
+                if (rc == NGX_AGAIN) {
+                    return NGX_DONE;
+                }
+
+                /* could not even ask: judged as a failed probe */
+
+                ngx_http_quay_storage_probed(r, src->loc, 0);
+                continue;
+            }
+
+            rc = ngx_http_quay_blob_send(r, br, src);
 
             if (rc != NGX_DECLINED) {
-                return ngx_http_quay_send_error(r,
-                                                NGX_HTTP_QUAY_ERR_INTERNAL,
-                                                NULL);
+                return rc;
             }
+
+            src->failed = 1;
+            br->failed++;
+        }
+    }
+
+    if (br->skipped) {
+
+        /* every holder failed a proxied read of this request */
+
+        return ngx_http_quay_storage_send_unavailable(r);
+    }
+
+    if (br->errors) {
+        return ngx_http_quay_send_error(r, NGX_HTTP_QUAY_ERR_UNAVAILABLE,
+                                        NULL);
+    }
+
+    return ngx_http_quay_send_error(r, NGX_HTTP_QUAY_ERR_BLOB_UNKNOWN, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_quay_blob_probe(ngx_http_request_t *r, ngx_http_quay_blob_read_t *br,
+    ngx_http_quay_blob_source_t *src)
+{
+    ngx_int_t  rc;
+
+    ngx_memzero(&br->op, sizeof(ngx_http_quay_storage_op_t));
+
+    br->op.r = r;
+    br->op.handler = ngx_http_quay_blob_probe_done;
+    br->op.data = br;
+    br->probing = src;
+
+    rc = ngx_http_quay_storage_s3_check(r, src->loc, &br->op);
+
+    if (rc == NGX_AGAIN) {
+
+        /* finalized by ngx_http_quay_blob_probe_done() */
+
+        r->main->count++;
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_quay_blob_probe_done(ngx_http_quay_storage_op_t *op)
+{
+    ngx_int_t                   rc;
+    ngx_http_request_t         *r;
+    ngx_http_quay_blob_read_t  *br;
+
+    r = op->r;
+    br = op->data;
+
+    ngx_http_quay_storage_probed(r, br->probing->loc, op->rc == NGX_OK);
+
+    if (r->connection->error) {
+        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+        return;
+    }
+
+    rc = ngx_http_quay_blob_choose(r, br);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * Sends the blob from src.  NGX_DECLINED: not from there (the bytes are
+ * missing, or the location failed; logged), try the next one.
+ */
+
+static ngx_int_t
+ngx_http_quay_blob_send(ngx_http_request_t *r, ngx_http_quay_blob_read_t *br,
+    ngx_http_quay_blob_source_t *src)
+{
+    ngx_int_t                              rc;
+    ngx_str_t                              url;
+    ngx_http_quay_v2_ctx_t                *ctx;
+    ngx_http_quay_storage_object_t         obj;
+    const quay_storage_location_t         *loc;
+    const ngx_http_quay_storage_driver_t  *driver;
+
+    ctx = br->ctx;
+    loc = src->loc;
+    driver = ngx_http_quay_storage_driver(loc);
+
+    if (r->method == NGX_HTTP_GET
+        && !ctx->qmcf->config->feature_proxy_storage)
+    {
+        rc = driver->presign(r, loc, &ctx->path.digest, &url);
+
+        if (rc == NGX_OK) {
+            return ngx_http_quay_blob_redirect(r, ctx, &url);
         }
 
-        ngx_memzero(&obj, sizeof(ngx_http_quay_storage_object_t));
+        if (rc != NGX_DECLINED) {
+            return ngx_http_quay_send_error(r, NGX_HTTP_QUAY_ERR_INTERNAL,
+                                            NULL);
+        }
+    }
 
-        rc = driver->open_read(r, loc, &ctx->path.digest, &obj);
+    ngx_memzero(&obj, sizeof(ngx_http_quay_storage_object_t));
 
-        if (rc == NGX_HTTP_QUAY_STORAGE_MISSING) {
+    rc = driver->open_read(r, loc, &ctx->path.digest, &obj);
+
+    if (rc == NGX_HTTP_QUAY_STORAGE_MISSING) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "quay: blob \"%V\" is placed in \"%s\" but "
+                      "its bytes are missing there", &ctx->reference,
+                      loc->name);
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_quay_storage_failed(r, loc, "read failed");
+        br->errors++;
+        return NGX_DECLINED;
+    }
+
+    if (obj.size < 0) {
+
+        /* object storage: the row knows the size */
+
+        obj.size = src->size;
+
+        if (obj.size < 0) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "quay: blob \"%V\" is placed in \"%s\" but "
-                          "its bytes are missing there", &ctx->reference,
-                          name);
-            continue;
-        }
-
-        if (rc != NGX_OK) {
+                          "quay: blob \"%V\" has no size in the "
+                          "database", &ctx->reference);
             return ngx_http_quay_send_error(r, NGX_HTTP_QUAY_ERR_INTERNAL,
                                             NULL);
         }
 
-        value = ngx_http_quay_db_value(q, (int) i, 0);
+        if (r->method == NGX_HTTP_GET) {
 
-        if (obj.size < 0) {
+            /* proxied: the proxy location adds the blob's headers, and
+             * sends S3's errors to @quay_storage_fallback, which needs
+             * to know where the read went */
 
-            /* object storage: the row knows the size */
-
-            obj.size = value.len ? ngx_atoof(value.data, value.len)
-                                 : NGX_ERROR;
-
-            if (obj.size < 0) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "quay: blob \"%V\" has no size in the "
-                              "database", &ctx->reference);
-                return ngx_http_quay_send_error(r,
-                                                NGX_HTTP_QUAY_ERR_INTERNAL,
-                                                NULL);
+            if (ngx_http_quay_storage_proxying(r, loc) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            if (r->method == NGX_HTTP_GET) {
-                /* proxied: the proxy location adds the blob's headers */
-                return driver->send(r, &obj);
-            }
-
-        } else if (value.len
-                   && ngx_atoof(value.data, value.len) != obj.size)
-        {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "quay: blob \"%V\" has %O bytes in \"%s\", the "
-                          "database says %V", &ctx->reference, obj.size,
-                          name, &value);
+            return driver->send(r, &obj);
         }
 
-        if (ngx_http_quay_blob_headers(r, ctx) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return driver->send(r, &obj);
+    } else if (src->size >= 0 && src->size != obj.size) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "quay: blob \"%V\" has %O bytes in \"%s\", the "
+                      "database says %O", &ctx->reference, obj.size,
+                      loc->name, src->size);
     }
 
-    return ngx_http_quay_send_error(r, NGX_HTTP_QUAY_ERR_BLOB_UNKNOWN, NULL);
+    if (ngx_http_quay_blob_headers(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return driver->send(r, &obj);
 }
 
 

@@ -51,6 +51,7 @@
 
 #include "ngx_http_quay_v2.h"
 #include "ngx_http_quay_audit.h"
+#include "ngx_http_quay_storage.h"
 #include "quay_manifest.h"
 #include "quay_sha256.h"
 
@@ -1157,7 +1158,8 @@ ngx_http_quay_manifest_store(ngx_http_request_t *r)
 {
     u_char                        *p;
     size_t                         len, nblobs;
-    ngx_str_t                     *tag;
+    ngx_int_t                      rc;
+    ngx_str_t                     *tag, value;
     ngx_uint_t                     i;
     quay_manifest_t               *m;
     quay_descriptor_t             *blobs;
@@ -1298,6 +1300,18 @@ ngx_http_quay_manifest_store(ngx_http_request_t *r)
                                        ctx->qmcf->config
                                        ->push_temp_tag_expiration_sec)
                            - p);
+
+    /* $15: where every blob must be (geo-replication), or NULL */
+
+    rc = ngx_http_quay_storage_replication_param(r->pool, ctx->qmcf->config,
+                                                 &value);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        ngx_http_quay_db_param(q, 14, value.data, value.len);
+    }
 
     put->tries++;
 

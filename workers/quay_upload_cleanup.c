@@ -25,16 +25,28 @@
  *          without an object, which the next attempt finishes, never an
  *          object without a row, which nothing would find again.
  *
+ *   sweep  also when the queue is idle, at most every --mpu-interval
+ *          seconds (default 3600): in every location, each multipart
+ *          upload under uploads/ or sha256/ that was initiated more than
+ *          the threshold ago is aborted (Quay's stale MPU cleanup).  Those
+ *          are what a dead upload session (the module's uploads/<uuid>),
+ *          a dead commit (a multipart copy to sha256/...) or a dead
+ *          replication copy (uploads/replicate-<uuid>) leave behind; a
+ *          live upload session's upload is younger than its row, which is
+ *          younger than the threshold, so it is never touched.  Several
+ *          replicas may sweep at once: an upload already aborted is fine.
+ *
  * Expiry is always computed by the database (now()), never the local clock
- * (security catalogue B5 65).  The uuid is validated before it is used in
- * a storage key.  With S3 (later), Quay keeps one object per chunk, listed
- * in storage_metadata; this worker then deletes those keys too.
+ * (security catalogue B5 65); the sweep compares the storage's "Initiated"
+ * times with the database's clock too.  The uuid is validated before it is
+ * used in a storage key.
  */
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "storage.h"
 #include "worker.h"
@@ -48,7 +60,20 @@ typedef struct {
     int64_t       threshold_min;      /* -1 until set by option or config */
     storage_t   **storage;            /* owned; one per cfg->storage[] */
     size_t        nstorage;
+    int64_t       mpu_interval_s;     /* --mpu-interval */
+    double        mpu_last;           /* CLOCK_MONOTONIC of the last sweep */
+    bool          mpu_swept;
 } upload_cleanup_t;
+
+
+/* One sweep of one location. */
+typedef struct {
+    storage_t    *storage;
+    time_t        cutoff;             /* database clock - threshold */
+    int           aborted;
+    int           kept;
+    int           failed;
+} upload_cleanup_sweep_t;
 
 
 /* $1 queue, $2 threshold minutes, $3 batch. */
@@ -74,7 +99,8 @@ static const char  upload_cleanup_scan_sql[] =
 /* $1 uuid, $2 threshold minutes. */
 static const char  upload_cleanup_lookup_sql[] =
     "SELECT l.name,"
-    "       b.created < now() - $2::bigint * interval '1 minute'"
+    "       b.created < now() - $2::bigint * interval '1 minute',"
+    "       coalesce(b.storage_metadata->>'upload_id', '')"
     "  FROM blobupload b"
     "  JOIN imagestoragelocation l ON l.id = b.location_id"
     " WHERE b.uuid = $1";
@@ -86,7 +112,12 @@ static const char  upload_cleanup_delete_sql[] =
     "   AND created < now() - $2::bigint * interval '1 minute'";
 
 
-static upload_cleanup_t  upload_cleanup = { -1, NULL, 0 };
+/* the database's clock, in seconds since the epoch */
+static const char  upload_cleanup_now_sql[] =
+    "SELECT floor(extract(epoch FROM now()))::bigint";
+
+
+static upload_cleanup_t  upload_cleanup = { -1, NULL, 0, 3600, 0, false };
 
 
 static int
@@ -95,6 +126,25 @@ upload_cleanup_parse_arg(void *ctx, int argc, char **argv, int i)
     upload_cleanup_t  *uc = ctx;
     char              *end;
     long long          v;
+
+    if (strcmp(argv[i], "--mpu-interval") == 0) {
+        if (i + 1 >= argc) {
+            fprintf(stderr, "quay-upload-cleanup: --mpu-interval needs a"
+                            " value\n");
+            return -1;
+        }
+        errno = 0;
+        v = strtoll(argv[i + 1], &end, 10);
+        if (errno != 0 || end == argv[i + 1] || *end != '\0' || v < 0
+            || v > 31536000)
+        {
+            fprintf(stderr, "quay-upload-cleanup: --mpu-interval wants"
+                            " 0..31536000 seconds\n");
+            return -1;
+        }
+        uc->mpu_interval_s = v;
+        return 2;
+    }
 
     if (strcmp(argv[i], "--threshold-minutes") != 0) {
         return 0;
@@ -134,8 +184,8 @@ upload_cleanup_init(worker_t *w, void *ctx)
         return -1;
     }
 
-    /* A location whose driver the workers lack yet is skipped: its jobs
-     * fail with a clear error and are not requeued for a day. */
+    /* A location that cannot be opened (a bad configuration) is skipped:
+     * its jobs fail with a clear error and are not requeued for a day. */
     uc->nstorage = w->cfg->nstorage;
     uc->storage = xcalloc(uc->nstorage, sizeof(storage_t *));
     for (i = 0; i < uc->nstorage; i++) {
@@ -169,6 +219,91 @@ upload_cleanup_cleanup(worker_t *w, void *ctx)
 }
 
 
+static void
+upload_cleanup_mpu_visit(void *ctx, const char *key, const char *upload_id,
+    time_t initiated)
+{
+    upload_cleanup_sweep_t  *sw = ctx;
+    char                     err[STORAGE_ERR_LEN];
+    int                      rc;
+
+    if (initiated == 0 || initiated >= sw->cutoff) {
+        sw->kept++;
+        return;
+    }
+
+    rc = storage_mpu_abort(sw->storage, key, upload_id, err, sizeof(err));
+    if (rc == STORAGE_OK || rc == STORAGE_ENOENT) {
+        sw->aborted++;
+        worker_log(WORKER_LOG_INFO, "aborted a stale multipart upload"
+                   " location=%s key=%s age=%llds",
+                   storage_location_name(sw->storage), key,
+                   (long long) (sw->cutoff - initiated));
+    } else {
+        sw->failed++;
+        worker_log(WORKER_LOG_WARN, "cannot abort a stale multipart upload"
+                   " key=%s: %s", key, err);
+    }
+}
+
+
+/* Aborts multipart uploads older than the threshold (see DESIGN). */
+static void
+upload_cleanup_sweep(worker_t *w, upload_cleanup_t *uc)
+{
+    static const char       *prefixes[] = { "uploads/", "sha256/" };
+    upload_cleanup_sweep_t   sw;
+    struct timespec          ts;
+    double                   now;
+    char                     err[STORAGE_ERR_LEN];
+    PGresult                *res;
+    time_t                   db_now;
+    size_t                   i, j;
+    int                      rc;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+    if (uc->mpu_swept && now - uc->mpu_last < (double) uc->mpu_interval_s) {
+        return;
+    }
+
+    res = worker_db_exec(w, upload_cleanup_now_sql, 0, NULL);
+    if (res == NULL) {
+        return;
+    }
+    db_now = (time_t) strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+
+    uc->mpu_swept = true;
+    uc->mpu_last = now;
+
+    for (i = 0; i < uc->nstorage; i++) {
+        if (uc->storage[i] == NULL) {
+            continue;
+        }
+        memset(&sw, 0, sizeof(sw));
+        sw.storage = uc->storage[i];
+        sw.cutoff = db_now - (time_t) (uc->threshold_min * 60);
+
+        for (j = 0; j < sizeof(prefixes) / sizeof(prefixes[0]); j++) {
+            rc = storage_mpu_list(uc->storage[i], prefixes[j],
+                                  upload_cleanup_mpu_visit, &sw, err,
+                                  sizeof(err));
+            if (rc != STORAGE_OK) {
+                worker_log(WORKER_LOG_WARN, "cannot list multipart uploads"
+                           " location=%s: %s",
+                           storage_location_name(uc->storage[i]), err);
+                break;
+            }
+        }
+        worker_log(sw.aborted ? WORKER_LOG_INFO : WORKER_LOG_DEBUG,
+                   "multipart sweep location=%s aborted=%d kept=%d"
+                   " failed=%d", storage_location_name(uc->storage[i]),
+                   sw.aborted, sw.kept, sw.failed);
+    }
+}
+
+
 static int
 upload_cleanup_scan(worker_t *w, void *ctx)
 {
@@ -177,6 +312,8 @@ upload_cleanup_scan(worker_t *w, void *ctx)
     const char        *values[3];
     PGresult          *res;
     int                n;
+
+    upload_cleanup_sweep(w, uc);
 
     (void) snprintf(threshold, sizeof(threshold), "%lld",
                     (long long) uc->threshold_min);
@@ -222,6 +359,7 @@ upload_cleanup_run(worker_t *w, worker_job_t *job, void *ctx)
     upload_cleanup_t  *uc = ctx;
     const char        *uuid, *location, *values[2];
     char               threshold[32], key[64], err[STORAGE_ERR_LEN];
+    char               upload_id[STORAGE_UPLOAD_ID_MAX];
     storage_t         *s;
     PGresult          *res;
     int                rc;
@@ -262,11 +400,25 @@ upload_cleanup_run(worker_t *w, worker_job_t *job, void *ctx)
         PQclear(res);
         return WORKER_JOB_FAIL;
     }
+    (void) snprintf(upload_id, sizeof(upload_id), "%s",
+                    PQgetvalue(res, 0, 2));
     PQclear(res);
 
     if (storage_upload_key(uuid, key, sizeof(key)) != STORAGE_OK) {
         worker_job_error(job, "cannot build the upload key");
         return WORKER_JOB_FAIL;
+    }
+
+    /* S3: the session's parts are a multipart upload at the same key */
+    if (upload_id[0] != '\0' && storage_is_object_store(s)) {
+        rc = storage_mpu_abort(s, key, upload_id, err, sizeof(err));
+        if (rc == STORAGE_OK) {
+            worker_log(WORKER_LOG_DEBUG, "multipart upload aborted key=%s",
+                       key);
+        } else if (rc != STORAGE_ENOENT) {
+            worker_job_error(job, "storage: %s", err);
+            return WORKER_JOB_RETRY;
+        }
     }
 
     rc = storage_remove(s, key, err, sizeof(err));
@@ -306,7 +458,7 @@ static const worker_def_t  upload_cleanup_def = {
     .poll_s = 30,
     .lease_s = 300,
     .parse_arg = upload_cleanup_parse_arg,
-    .usage = "[--threshold-minutes MINUTES]",
+    .usage = "[--threshold-minutes MINUTES] [--mpu-interval SECONDS]",
     .init = upload_cleanup_init,
     .scan = upload_cleanup_scan,
     .run_job = upload_cleanup_run,
