@@ -802,7 +802,9 @@ ngx_http_quay_manifest_body_consume(ngx_http_request_t *r)
                 if (rc == NGX_DECLINED) {
                     /* a chunked body past the limit: the rest is not
                      * read, and nginx closes the connection after the
-                     * answer (r->reading_body) */
+                     * answer (r->reading_body); "Connection: close"
+                     * tells the client not to reuse it */
+                    r->keepalive = 0;
                     rc = ngx_http_quay_send_error(r,
                                          NGX_HTTP_QUAY_ERR_MANIFEST_TOO_LARGE,
                                          NULL);

@@ -602,6 +602,12 @@ ngx_http_quay_upload_error(ngx_http_quay_upload_ctx_t *ctx,
             ngx_http_quay_upload_finalize(ctx, rc);
             return;
         }
+
+    } else {
+        /* the rest of the body is never read, so nginx closes the
+         * connection after the answer: say so in it, or the client
+         * reuses a connection that is going away */
+        r->keepalive = 0;
     }
 
     dp = NULL;

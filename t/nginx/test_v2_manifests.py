@@ -661,3 +661,16 @@ def test_no_5xx_and_no_alerts_in_the_logs(registry):
     access = (registry.prefix / "access.log").read_text(errors="replace")
     statuses = re.findall(r'" (\d{3}) ', access)
     assert statuses and not [s for s in statuses if s.startswith("5")]
+
+
+def test_refused_chunked_body_says_connection_close(cli):
+    # the unread rest of the body makes nginx close the connection; the
+    # answer must say so, or a client reuses a dying connection
+    def chunks():
+        yield b'{"schemaVersion": 2, "x": "'
+        for _ in range(5):
+            yield b"a" * MiB
+        yield b'"}'
+    r = cli.put_manifest("bigclose", chunks())
+    assert r.status_code == 413
+    assert r.headers.get("Connection", "").lower() == "close"
