@@ -2635,6 +2635,22 @@ quay_config_free(quay_config_t *cfg)
 }
 
 
+bool
+quay_strlist_contains(const quay_strlist_t *list, const char *name,
+    size_t len)
+{
+    for (size_t i = 0; i < list->n; i++) {
+        if (strlen(list->items[i]) == len
+            && memcmp(list->items[i], name, len) == 0)
+        {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
 const quay_storage_location_t *
 quay_config_location(const quay_config_t *cfg, const char *name)
 {

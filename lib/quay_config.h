@@ -176,6 +176,10 @@ quay_config_t *quay_config_load_string(const char *text, size_t len,
 void quay_config_free(quay_config_t *cfg);
 
 /* The location named by name, or NULL. */
+/* Whether name[0..len-1] is one of list's entries (SUPER_USERS, ...). */
+bool quay_strlist_contains(const quay_strlist_t *list, const char *name,
+    size_t len);
+
 const quay_storage_location_t *quay_config_location(const quay_config_t *cfg,
     const char *name);
 

@@ -118,6 +118,9 @@ static void ngx_http_quay_api_hash_thread(void *data, ngx_log_t *log);
 static void ngx_http_quay_api_hash_done(ngx_event_t *ev);
 static ngx_int_t ngx_http_quay_api_run(ngx_http_request_t *r,
     ngx_http_quay_api_ctx_t *ctx);
+static ngx_int_t ngx_http_quay_api_query_start(ngx_http_request_t *r,
+    ngx_http_quay_api_ctx_t *ctx, ngx_http_quay_db_query_t *q,
+    ngx_http_quay_request_done_pt done);
 static void ngx_http_quay_api_run_done(ngx_http_request_t *r,
     ngx_http_quay_db_query_t *q);
 static ngx_int_t ngx_http_quay_api_respond(ngx_http_request_t *r,
@@ -128,6 +131,8 @@ static ngx_int_t ngx_http_quay_api_decrypt(ngx_http_request_t *r,
     ngx_str_t *body);
 static json_t *ngx_http_quay_api_ctx_json(ngx_http_request_t *r,
     ngx_http_quay_api_ctx_t *ctx);
+static json_t *ngx_http_quay_api_config_json(quay_config_t *cf);
+static json_t *ngx_http_quay_api_list_json(quay_strlist_t *list);
 static ngx_int_t ngx_http_quay_api_args(ngx_http_request_t *r,
     ngx_http_quay_api_ctx_t *ctx);
 static ngx_int_t ngx_http_quay_api_dump(ngx_http_request_t *r, json_t *j,
@@ -617,21 +622,9 @@ ngx_http_quay_api_authenticate(ngx_http_request_t *r,
     }
 
     ngx_http_quay_db_param(q, 0, p, NGX_HTTP_QUAY_API_TOKEN_NAME);
-    q->udata = ctx;
 
-    if (ngx_http_quay_request_query_run(r, q, ngx_http_quay_api_token_done)
-        != NGX_AGAIN)
-    {
-        return ngx_http_quay_api_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       "unavailable",
-                                       "The database is unavailable");
-    }
-
-    /* one reference until ngx_http_quay_api_token_done() */
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_quay_api_query_start(r, ctx, q,
+                                         ngx_http_quay_api_token_done);
 
 invalid:
 
@@ -1045,17 +1038,28 @@ ngx_http_quay_api_run(ngx_http_request_t *r, ngx_http_quay_api_ctx_t *ctx)
     ngx_http_quay_db_param(q, 1, s.data, s.len);
     ngx_http_quay_db_param(q, 2, ctx->body.data, ctx->body.len);
 
+    return ngx_http_quay_api_query_start(r, ctx, q,
+                                         ngx_http_quay_api_run_done);
+}
+
+
+/*
+ * Starts q for ctx.  Returns NGX_DONE with one request reference held
+ * until done() runs (it finalizes), or the result of sending the 503 when
+ * the query could not even be queued.
+ */
+static ngx_int_t
+ngx_http_quay_api_query_start(ngx_http_request_t *r,
+    ngx_http_quay_api_ctx_t *ctx, ngx_http_quay_db_query_t *q,
+    ngx_http_quay_request_done_pt done)
+{
     q->udata = ctx;
 
-    if (ngx_http_quay_request_query_run(r, q, ngx_http_quay_api_run_done)
-        != NGX_AGAIN)
-    {
+    if (ngx_http_quay_request_query_run(r, q, done) != NGX_AGAIN) {
         return ngx_http_quay_api_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "unavailable",
                                        "The database is unavailable");
     }
-
-    /* one reference until ngx_http_quay_api_run_done() */
 
     r->main->count++;
 
@@ -1308,9 +1312,7 @@ static json_t *
 ngx_http_quay_api_ctx_json(ngx_http_request_t *r,
     ngx_http_quay_api_ctx_t *ctx)
 {
-    size_t                      i;
-    json_t                     *j, *config, *scopes, *names;
-    int64_t                     seconds;
+    json_t                     *j, *config, *scopes;
     u_char                     *p, *last, *start;
     ngx_uint_t                  super, readonly;
     quay_config_t              *cf;
@@ -1319,19 +1321,24 @@ ngx_http_quay_api_ctx_json(ngx_http_request_t *r,
     qmcf = ngx_http_get_module_main_conf(r, ngx_http_quay_module);
     cf = qmcf->config;
 
+    config = ngx_http_quay_api_config_json(cf);
+    if (config == NULL) {
+        return NULL;
+    }
+
     j = json_object();
     scopes = json_array();
-    config = json_object();
 
-    if (j == NULL || scopes == NULL || config == NULL) {
+    if (j == NULL || scopes == NULL) {
         json_decref(j);
         json_decref(scopes);
-        json_decref(config);
         return NULL;
     }
 
     json_object_set_new(j, "scopes", scopes);
-    json_object_set_new(j, "config", config);
+
+    /* shared, not copied: the object is read-only once built */
+    json_object_set(j, "config", config);
 
     super = 0;
     readonly = 0;
@@ -1356,30 +1363,15 @@ ngx_http_quay_api_ctx_json(ngx_http_request_t *r,
             }
         }
 
-        for (i = 0; cf->feature_super_users && i < cf->super_users.n; i++) {
-            if (ngx_strlen(cf->super_users.items[i]) == ctx->username.len
-                && ngx_strncmp(cf->super_users.items[i], ctx->username.data,
-                               ctx->username.len) == 0)
-            {
-                super = 1;
-            }
-        }
-
-        for (i = 0; i < cf->global_readonly_super_users.n; i++) {
-            if (ngx_strlen(cf->global_readonly_super_users.items[i])
-                == ctx->username.len
-                && ngx_strncmp(cf->global_readonly_super_users.items[i],
-                               ctx->username.data, ctx->username.len) == 0)
-            {
-                readonly = 1;
-            }
-        }
-
         /* read-only takes precedence when a name is in both lists */
 
-        if (readonly) {
-            super = 0;
-        }
+        readonly = quay_strlist_contains(&cf->global_readonly_super_users,
+                                         (char *) ctx->username.data,
+                                         ctx->username.len);
+        super = !readonly && cf->feature_super_users
+                && quay_strlist_contains(&cf->super_users,
+                                         (char *) ctx->username.data,
+                                         ctx->username.len);
 
     } else {
         json_object_set_new(j, "user_id", json_null());
@@ -1393,92 +1385,109 @@ ngx_http_quay_api_ctx_json(ngx_http_request_t *r,
                         json_stringn((char *) r->connection->addr_text.data,
                                      r->connection->addr_text.len));
 
-    json_object_set_new(config, "anonymous_access",
-                        json_boolean(cf->feature_anonymous_access));
-    json_object_set_new(config, "superusers_full_access",
-                        json_boolean(cf->feature_superusers_full_access));
-    json_object_set_new(config, "super_users",
-                        json_boolean(cf->feature_super_users));
-    json_object_set_new(config, "user_creation",
-                        json_boolean(cf->feature_user_creation));
-    json_object_set_new(config, "app_specific_tokens",
-                        json_boolean(cf->feature_app_specific_tokens));
-    json_object_set_new(config, "change_tag_expiration",
-                        json_boolean(cf->feature_change_tag_expiration));
-    json_object_set_new(config, "extended_repository_names",
-                        json_boolean(cf->feature_extended_repository_names));
-    json_object_set_new(config, "create_private_repo_on_push",
-                        json_boolean(cf->create_private_repo_on_push));
-    json_object_set_new(config, "default_tag_expiration_s",
-                        json_integer(cf->default_tag_expiration_s));
-    json_object_set_new(config, "server_hostname",
-                        json_string(cf->server_hostname
-                                    ? cf->server_hostname : ""));
+    return j;
+}
 
-    names = json_array();
-    if (json_object_set_new(config, "tag_expiration_options", names) != 0) {
-        json_decref(j);
+
+/*
+ * ctx.config: the config.yaml values the SQL functions read.  The
+ * configuration of a worker never changes (a reload starts new workers),
+ * so the object is built once per worker and shared by every request.
+ */
+static json_t *
+ngx_http_quay_api_config_json(quay_config_t *cf)
+{
+    size_t          i;
+    json_t         *config, *options;
+    int64_t         seconds;
+
+    static json_t         *cached;
+    static quay_config_t  *cached_for;
+
+    if (cached != NULL && cached_for == cf) {
+        return cached;
+    }
+
+    config = json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:I, s:s,"
+                       " s:o, s:o}",
+                       "anonymous_access", cf->feature_anonymous_access,
+                       "superusers_full_access",
+                       cf->feature_superusers_full_access,
+                       "super_users", cf->feature_super_users,
+                       "user_creation", cf->feature_user_creation,
+                       "app_specific_tokens",
+                       cf->feature_app_specific_tokens,
+                       "change_tag_expiration",
+                       cf->feature_change_tag_expiration,
+                       "extended_repository_names",
+                       cf->feature_extended_repository_names,
+                       "create_private_repo_on_push",
+                       cf->create_private_repo_on_push,
+                       "default_tag_expiration_s",
+                       (json_int_t) cf->default_tag_expiration_s,
+                       "server_hostname",
+                       cf->server_hostname ? cf->server_hostname : "",
+                       /* both superuser lists by name, for the superuser
+                        * API: the super_user flags of other users and
+                        * Quay's "cannot delete a superuser" */
+                       "super_user_names",
+                       ngx_http_quay_api_list_json(&cf->super_users),
+                       "readonly_super_user_names",
+                       ngx_http_quay_api_list_json(
+                           &cf->global_readonly_super_users));
+    if (config == NULL) {
         return NULL;
     }
 
     /* TAG_EXPIRATION_OPTIONS ("2w", ...) in seconds; the loader has
-     * validated every entry */
+     * validated every entry; absent, the SQL uses Quay's default */
 
-    for (i = 0; i < cf->tag_expiration_options.n; i++) {
+    options = json_array();
+
+    for (i = 0; options && i < cf->tag_expiration_options.n; i++) {
         if (quay_duration_parse(cf->tag_expiration_options.items[i],
                                 ngx_strlen(cf->tag_expiration_options
                                            .items[i]),
                                 &seconds)
             == QUAY_OK)
         {
-            json_array_append_new(names, json_integer(seconds));
+            json_array_append_new(options, json_integer(seconds));
         }
     }
 
-    if (json_array_size(names) == 0) {
-        json_object_del(config, "tag_expiration_options");
+    if (json_array_size(options) > 0) {
+        json_object_set_new(config, "tag_expiration_options", options);
+
+    } else {
+        json_decref(options);
     }
 
-    /*
-     * Both superuser lists by name, for the superuser API: the super_user
-     * flags of other users and Quay's "cannot delete a superuser".
-     */
+    json_decref(cached);
+    cached = config;
+    cached_for = cf;
 
-    names = json_array();
-    if (json_object_set_new(config, "super_user_names", names) != 0) {
-        json_decref(j);
-        return NULL;
-    }
+    return cached;
+}
 
-    for (i = 0; i < cf->super_users.n; i++) {
-        if (json_array_append_new(names,
-                                  json_string(cf->super_users.items[i]))
-            != 0)
-        {
-            json_decref(j);
+
+/* A JSON array of the list's names; NULL (and json_pack fails) when out
+ * of memory. */
+static json_t *
+ngx_http_quay_api_list_json(quay_strlist_t *list)
+{
+    size_t   i;
+    json_t  *a;
+
+    a = json_array();
+
+    for (i = 0; a != NULL && i < list->n; i++) {
+        if (json_array_append_new(a, json_string(list->items[i])) != 0) {
+            json_decref(a);
             return NULL;
         }
     }
 
-    names = json_array();
-    if (json_object_set_new(config, "readonly_super_user_names", names)
-        != 0)
-    {
-        json_decref(j);
-        return NULL;
-    }
-
-    for (i = 0; i < cf->global_readonly_super_users.n; i++) {
-        if (json_array_append_new(names,
-                json_string(cf->global_readonly_super_users.items[i]))
-            != 0)
-        {
-            json_decref(j);
-            return NULL;
-        }
-    }
-
-    return j;
+    return a;
 }
 
 

@@ -188,8 +188,6 @@ static ngx_int_t ngx_http_quay_token_fail(ngx_http_request_t *r,
     ngx_http_quay_err_e err);
 static void ngx_http_quay_token_set_superuser(ngx_http_quay_token_ctx_t *t,
     ngx_uint_t may_super);
-static ngx_uint_t ngx_http_quay_token_in_list(quay_strlist_t *list,
-    ngx_str_t *name);
 static ngx_int_t ngx_http_quay_token_post(ngx_http_quay_token_ctx_t *t,
     ngx_thread_task_t *task);
 
@@ -1923,23 +1921,6 @@ ngx_http_quay_token_fail(ngx_http_request_t *r, ngx_http_quay_err_e err)
 }
 
 
-static ngx_uint_t
-ngx_http_quay_token_in_list(quay_strlist_t *list, ngx_str_t *name)
-{
-    size_t  i;
-
-    for (i = 0; i < list->n; i++) {
-        if (ngx_strlen(list->items[i]) == name->len
-            && ngx_strncmp(list->items[i], name->data, name->len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 /*
  * Sets t->superuser and t->readonly_superuser from SUPER_USERS and
  * GLOBAL_READONLY_SUPER_USERS; a name in both lists is read-only, as in
@@ -1952,10 +1933,11 @@ ngx_http_quay_token_set_superuser(ngx_http_quay_token_ctx_t *t,
 {
     quay_config_t  *cfg = t->qmcf->config;
 
-    t->readonly_superuser = ngx_http_quay_token_in_list(
+    t->readonly_superuser = quay_strlist_contains(
                                 &cfg->global_readonly_super_users,
-                                &t->username);
+                                (char *) t->username.data, t->username.len);
     t->superuser = may_super && !t->readonly_superuser
-                   && ngx_http_quay_token_in_list(&cfg->super_users,
-                                                  &t->username);
+                   && quay_strlist_contains(&cfg->super_users,
+                                            (char *) t->username.data,
+                                            t->username.len);
 }

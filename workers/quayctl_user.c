@@ -270,12 +270,11 @@ user_uuid4(char out[37])
 static void
 user_superuser_note(const user_args_t *args, const quay_config_t *cfg)
 {
-    if (cfg != NULL) {
-        for (size_t i = 0; i < cfg->super_users.n; i++) {
-            if (strcmp(cfg->super_users.items[i], args->name) == 0) {
-                return;
-            }
-        }
+    if (cfg != NULL
+        && quay_strlist_contains(&cfg->super_users, args->name,
+                                 strlen(args->name)))
+    {
+        return;
     }
 
     fprintf(stderr, "quayctl: note: superusers are the SUPER_USERS list of "
