@@ -25,6 +25,7 @@
 #include "ngx_http_quay_storage.h"
 #include "ngx_http_quay_cache.h"
 #include "ngx_http_quay_audit.h"
+#include "ngx_http_quay_spool_sweep.h"
 
 
 static void *ngx_http_quay_create_main_conf(ngx_conf_t *cf);
@@ -161,6 +162,13 @@ static ngx_command_t  ngx_http_quay_commands[] = {
       0,
       NULL },
 
+    { ngx_string("quay_spool_sweep_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_quay_main_conf_t, spool_sweep_interval),
+      NULL },
+
     { ngx_string("quay_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -231,6 +239,7 @@ ngx_http_quay_create_main_conf(ngx_conf_t *cf)
      *     qmcf->db_key_set = 0;
      *     qmcf->cache = NULL;
      *     qmcf->cache_off = 0;
+     *     qmcf->spool_dirs = NULL;
      */
 
     qmcf->db_pool_size = NGX_CONF_UNSET_UINT;
@@ -241,6 +250,7 @@ ngx_http_quay_create_main_conf(ngx_conf_t *cf)
     qmcf->storage_max_fails = NGX_CONF_UNSET_UINT;
     qmcf->storage_fail_timeout = NGX_CONF_UNSET;
     qmcf->storage_probe_interval = NGX_CONF_UNSET;
+    qmcf->spool_sweep_interval = NGX_CONF_UNSET_MSEC;
 
     return qmcf;
 }
@@ -259,6 +269,7 @@ ngx_http_quay_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(qmcf->storage_max_fails, 3);
     ngx_conf_init_value(qmcf->storage_fail_timeout, 30);
     ngx_conf_init_value(qmcf->storage_probe_interval, 10);
+    ngx_conf_init_msec_value(qmcf->spool_sweep_interval, 3600000);
 
     if (qmcf->thread_pool_name.data == NULL) {
         ngx_str_set(&qmcf->thread_pool_name, "quay");
@@ -310,8 +321,28 @@ ngx_http_quay_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_quay_loc_conf_t  *prev = parent;
     ngx_http_quay_loc_conf_t  *conf = child;
 
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_quay_main_conf_t  *qmcf;
+
     ngx_conf_merge_value(conf->registry, prev->registry, 0);
     ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
+
+    if (conf->registry != 1) {
+        return NGX_CONF_OK;
+    }
+
+    /* the core module's settings of this location are merged already:
+     * its S3 uploads spool below its client_body_temp_path */
+
+    qmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_quay_module);
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (ngx_http_quay_spool_sweep_add_dir(cf, qmcf,
+                                          clcf->client_body_temp_path)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -792,6 +823,10 @@ ngx_http_quay_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_quay_audit_init_process(qmcf, cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_quay_spool_sweep_init_process(qmcf, cycle) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -57,6 +57,10 @@ typedef struct {
     ngx_thread_pool_t          *thread_pool;
     ngx_str_t                   thread_pool_name;
 
+    ngx_array_t                *spool_dirs;  /* ngx_str_t: where S3
+                                                uploads spool, swept */
+    ngx_msec_t                  spool_sweep_interval;
+
     ngx_http_quay_cache_ctx_t  *cache;       /* quay_cache zone, or NULL */
     ngx_flag_t                  cache_off;   /* "quay_cache off" */
 
