@@ -37,6 +37,9 @@ static const quayctl_command_t  quayctl_commands[] = {
       "               [--email EMAIL]\n"
       "  quayctl org add-member ORG TEAM USER (--config FILE | --db-uri URI)"
     },
+    { "storage", quayctl_storage_main,
+      "storage backfill-replication --config FILE [--dry-run]"
+      " [--namespace NS]" },
 };
 
 

@@ -18,6 +18,7 @@ int quayctl_user_main(int argc, char **argv);
 int quayctl_token_main(int argc, char **argv);
 int quayctl_superuser_main(int argc, char **argv);
 int quayctl_org_main(int argc, char **argv);
+int quayctl_storage_main(int argc, char **argv);
 
 /* Prints "quayctl: <msg>" on stderr; one line, never a secret. */
 void quayctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
