@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 
+import harness
+
 
 
 def _s3_registry_helpers():
@@ -279,3 +281,26 @@ def test_failed_tail_store_is_a_5xx_and_the_upload_goes_on(nodes):
     assert r.status_code == 201, r.text
     assert bucket_object(nodes.rgw, nodes.bucket, blob_key(digest)) == data
     assert_clean_bucket(nodes.rgw, nodes.bucket, [digest])
+
+
+def test_stale_upload_cleanup_removes_the_tail_and_the_parts(
+        nodes, tmp_path):
+    # an abandoned session: one part and a tail in the bucket
+    data = os.urandom(6 * MiB)
+    location, uuid = nodes.ca.start()
+    location = path_of(location)
+    assert nodes.ca.patch(location, data, start=0).status_code == 202
+    assert tail_object(nodes, uuid) == data[5 * MiB:]
+    assert [k for k, _ in nodes.rgw.list_multipart_uploads(nodes.bucket)] \
+        == [f"{PREFIX}/uploads/{uuid}"]
+
+    log = tmp_path / "cleanup.log"
+    p = harness.spawn([harness.BINDIR / "quay-upload-cleanup", "--config",
+                       nodes.a.config_path, "--once",
+                       "--threshold-minutes", "0"], log)
+    assert p.wait(120) == 0, log.read_text(errors="replace")
+    assert upload_metadata(nodes.a, uuid) is None
+    assert tail_object(nodes, uuid) is None
+    assert nodes.rgw.list_multipart_uploads(nodes.bucket) == []
+    assert [k for k in nodes.rgw.list_objects(nodes.bucket)
+            if not k.startswith(PREFIX + "/sha256/")] == []
