@@ -11,6 +11,8 @@
  *     uploads/<uuid>            an unfinished upload's multipart upload,
  *                               completed there and then copied to its
  *                               content address, then deleted
+ *     uploads/<uuid>.tail       its bytes past the last part, as of the
+ *                               last PATCH; deleted with the session
  *
  * Uploads.  PATCH data is hashed and appended to a spool file on this
  * node (the filesystem driver's write path, in the thread pool:
@@ -28,19 +30,38 @@
  * (CopyObject, or UploadPartCopy ranges of maximum_chunk_size for larger
  * blobs); a blob that never filled a part is one PutObject of the spool,
  * signed with its SHA-256, which is the digest, so S3 checks it too.
- * Cancelling aborts the multipart upload and removes the spool.
+ * Cancelling aborts the multipart upload and removes the spool and the
+ * tail object.
  *
- * Nodes.  The part being filled lives on the node that received it; the
- * metadata names that node.  A request for the upload on another node
- * (or after the spool was lost) cannot continue it: upload_resume winds
- * the upload back to the last part boundary (length and hash state from
- * the metadata) and the caller answers 416 with the Range to resend
- * from, as the distribution spec's resumable uploads do.  Workers of one
- * node share the spool, so any worker can continue any upload of its
- * node.  Several writers on several nodes can never produce an object
- * whose bytes differ from what was hashed: CompleteMultipartUpload
- * lists the ETags this driver received for its parts, and S3 refuses a
- * part that was replaced.
+ * Tails.  At the end of a PATCH (upload_flush with bytes spooled past
+ * the last part) the spool is hashed in the thread pool and stored as
+ * uploads/<uuid>.tail, a PutObject signed with that SHA-256 so S3 checks
+ * what it stores; only once S3 accepted it does the metadata name it
+ * ("tail": offset, length, SHA-256), so a row never claims a tail the
+ * bucket lacks.  A failed PutObject fails the PATCH (503): the row keeps
+ * the previous length, and the tail object of that length is still
+ * right (a longer one written by a lost answer starts with the same
+ * bytes).  Cost: one PutObject of under 5 MiB per PATCH, plus reading it
+ * back to hash it; one DeleteObject when the session ends.
+ *
+ * Nodes.  The part being filled is spooled on the node that received it;
+ * the metadata names that node, and there nothing is fetched.  Workers
+ * of one node share the spool.  A request on another node (or after the
+ * spool was lost, or swept by ngx_http_quay_spool_sweep.c after
+ * BLOBUPLOAD_DELETION_DATE_THRESHOLD minutes) fetches the tail object
+ * into its own spool: GetObject ranges of 64 KiB (the /_quay_s3/
+ * location's in-memory answer size), each written by the spool's thread
+ * pool path, then the SHA-256 of the spool checked against the metadata;
+ * the hash state at the row's length is the row's already.  Only when
+ * the tail is unusable (rows from before tails, an object gone, short or
+ * changed) does upload_resume wind the upload back to the last part
+ * boundary (length and hash state from the metadata), and the caller
+ * answers 416 with the Range to resend from, as the distribution spec's
+ * resumable uploads do.  Several writers on several nodes can never
+ * produce an object whose bytes differ from what was hashed:
+ * CompleteMultipartUpload lists the ETags this driver received for its
+ * parts, S3 refuses a part that was replaced, and a tail counts only if
+ * its SHA-256 is the row's.
  *
  * Reads.  presign() gives a SigV4 presigned GET valid 600 s (the blob
  * GET answers 307 to it).  With FEATURE_PROXY_STORAGE, send() signs a
