@@ -304,3 +304,25 @@ def test_stale_upload_cleanup_removes_the_tail_and_the_parts(
     assert nodes.rgw.list_multipart_uploads(nodes.bucket) == []
     assert [k for k in nodes.rgw.list_objects(nodes.bucket)
             if not k.startswith(PREFIX + "/sha256/")] == []
+
+
+def test_swept_spool_is_refilled_from_the_bucket(nodes):
+    # the spool sweep (or a lost disk) removed this node's spool: the
+    # session goes on from its tail object, on the same node
+    data = os.urandom(3 * MiB + 1)
+    digest = sha256(data)
+    location, uuid = nodes.ca.start()
+    location = path_of(location)
+    assert nodes.ca.patch(location, data[:2 * MiB], start=0).status_code \
+        == 202
+    spool = nodes.a.prefix / "client_body_temp" / "uploads" / uuid
+    assert spool.stat().st_size == 2 * MiB
+    spool.unlink()
+    before = count(nodes.a, FETCHED)
+    r = nodes.ca.patch(location, data[2 * MiB:], start=2 * MiB)
+    assert r.status_code == 202, r.text
+    assert count(nodes.a, FETCHED) == before + 1
+    r = nodes.ca.put(location, digest)
+    assert r.status_code == 201, r.text
+    assert bucket_object(nodes.rgw, nodes.bucket, blob_key(digest)) == data
+    assert_clean_bucket(nodes.rgw, nodes.bucket, [digest])
