@@ -61,6 +61,7 @@ typedef enum {
     NGX_HTTP_QUAY_S3_VAR_COPY_SOURCE,
     NGX_HTTP_QUAY_S3_VAR_COPY_SOURCE_RANGE,
     NGX_HTTP_QUAY_S3_VAR_CONTENT_TYPE,
+    NGX_HTTP_QUAY_S3_VAR_RANGE,
     NGX_HTTP_QUAY_S3_VAR_BLOB_DIGEST,
     NGX_HTTP_QUAY_S3_VAR_COUNT
 } ngx_http_quay_s3_var_e;
@@ -102,6 +103,7 @@ static ngx_str_t  ngx_http_quay_s3_var_names[NGX_HTTP_QUAY_S3_VAR_COUNT] = {
     ngx_string("quay_s3_copy_source"),
     ngx_string("quay_s3_copy_source_range"),
     ngx_string("quay_s3_content_type"),
+    ngx_string("quay_s3_range"),
     ngx_string("quay_blob_digest")
 };
 
@@ -712,10 +714,13 @@ ngx_http_quay_s3_req_reset(ngx_http_quay_s3_req_t *sq, ngx_uint_t method,
     sq->nquery = 0;
     ngx_str_null(&sq->copy_source);
     ngx_str_null(&sq->copy_range);
+    ngx_str_null(&sq->range);
     ngx_str_null(&sq->content_type);
     ngx_str_null(&sq->payload);
     sq->body = NULL;
     sq->body_len = 0;
+    sq->into = NULL;
+    sq->into_size = 0;
     sq->status = 0;
     ngx_str_null(&sq->response);
     ngx_str_null(&sq->etag);
@@ -921,6 +926,11 @@ ngx_http_quay_s3_request(ngx_http_quay_s3_req_t *sq)
                                  sq->copy_range.data, sq->copy_range.len);
     }
 
+    if (sq->range.len) {
+        ngx_http_quay_s3_set_var(sr, NGX_HTTP_QUAY_S3_VAR_RANGE,
+                                 sq->range.data, sq->range.len);
+    }
+
     if (sq->content_type.len) {
         ngx_http_quay_s3_set_var(sr, NGX_HTTP_QUAY_S3_VAR_CONTENT_TYPE,
                                  sq->content_type.data,
@@ -979,8 +989,17 @@ ngx_http_quay_s3_request_done(ngx_http_request_t *sr, void *data,
             value.data = b->pos;
             value.len = b->last - b->pos;
 
-            sq->response.data = ngx_pstrdup(sq->r->pool, &value);
-            sq->response.len = sq->response.data ? value.len : 0;
+            if (sq->into != NULL) {
+                /* a GetObject range: the caller's buffer, reused */
+                value.len = ngx_min(value.len, sq->into_size);
+                ngx_memcpy(sq->into, value.data, value.len);
+                sq->response.data = sq->into;
+                sq->response.len = value.len;
+
+            } else {
+                sq->response.data = ngx_pstrdup(sq->r->pool, &value);
+                sq->response.len = sq->response.data ? value.len : 0;
+            }
         }
 
         if (sr->headers_out.etag != NULL) {

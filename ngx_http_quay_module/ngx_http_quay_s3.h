@@ -63,6 +63,7 @@ struct ngx_http_quay_s3_req_s {
     ngx_uint_t                      nquery;
     ngx_str_t                       copy_source; /* "/<bucket>/<key>", raw */
     ngx_str_t                       copy_range;  /* "bytes=a-b" */
+    ngx_str_t                       range;       /* GET: "bytes=a-b" */
     ngx_str_t                       content_type;
     ngx_str_t                       payload;     /* hex SHA-256; empty:
                                                     UNSIGNED-PAYLOAD with a
@@ -70,6 +71,11 @@ struct ngx_http_quay_s3_req_s {
                                                     hash */
     ngx_chain_t                    *body;        /* NULL: no body */
     off_t                           body_len;
+    u_char                         *into;        /* not NULL: the answer's
+                                                    body goes here (at most
+                                                    into_size bytes), not
+                                                    into r->pool */
+    size_t                          into_size;
 
     /* results */
     ngx_uint_t                      status;      /* S3's; 0: no answer */

@@ -11,6 +11,8 @@
  *     uploads/<uuid>            an unfinished upload's multipart upload,
  *                               completed there and then copied to its
  *                               content address, then deleted
+ *     uploads/<uuid>.tail       its bytes past the last part, as of the
+ *                               last PATCH; deleted with the session
  *
  * Uploads.  PATCH data is hashed and appended to a spool file on this
  * node (the filesystem driver's write path, in the thread pool:
@@ -28,19 +30,38 @@
  * (CopyObject, or UploadPartCopy ranges of maximum_chunk_size for larger
  * blobs); a blob that never filled a part is one PutObject of the spool,
  * signed with its SHA-256, which is the digest, so S3 checks it too.
- * Cancelling aborts the multipart upload and removes the spool.
+ * Cancelling aborts the multipart upload and removes the spool and the
+ * tail object.
  *
- * Nodes.  The part being filled lives on the node that received it; the
- * metadata names that node.  A request for the upload on another node
- * (or after the spool was lost) cannot continue it: upload_resume winds
- * the upload back to the last part boundary (length and hash state from
- * the metadata) and the caller answers 416 with the Range to resend
- * from, as the distribution spec's resumable uploads do.  Workers of one
- * node share the spool, so any worker can continue any upload of its
- * node.  Several writers on several nodes can never produce an object
- * whose bytes differ from what was hashed: CompleteMultipartUpload
- * lists the ETags this driver received for its parts, and S3 refuses a
- * part that was replaced.
+ * Tails.  At the end of a PATCH (upload_flush with bytes spooled past
+ * the last part) the spool is hashed in the thread pool and stored as
+ * uploads/<uuid>.tail, a PutObject signed with that SHA-256 so S3 checks
+ * what it stores; only once S3 accepted it does the metadata name it
+ * ("tail": offset, length, SHA-256), so a row never claims a tail the
+ * bucket lacks.  A failed PutObject fails the PATCH (503): the row keeps
+ * the previous length, and the tail object of that length is still
+ * right (a longer one written by a lost answer starts with the same
+ * bytes).  Cost: one PutObject of under 5 MiB per PATCH, plus reading it
+ * back to hash it; one DeleteObject when the session ends.
+ *
+ * Nodes.  The part being filled is spooled on the node that received it;
+ * the metadata names that node, and there nothing is fetched.  Workers
+ * of one node share the spool.  A request on another node (or after the
+ * spool was lost, or swept by ngx_http_quay_spool_sweep.c after
+ * BLOBUPLOAD_DELETION_DATE_THRESHOLD minutes) fetches the tail object
+ * into its own spool: GetObject ranges of 64 KiB (the /_quay_s3/
+ * location's in-memory answer size), each written by the spool's thread
+ * pool path, then the SHA-256 of the spool checked against the metadata;
+ * the hash state at the row's length is the row's already.  Only when
+ * the tail is unusable (rows from before tails, an object gone, short or
+ * changed) does upload_resume wind the upload back to the last part
+ * boundary (length and hash state from the metadata), and the caller
+ * answers 416 with the Range to resend from, as the distribution spec's
+ * resumable uploads do.  Several writers on several nodes can never
+ * produce an object whose bytes differ from what was hashed:
+ * CompleteMultipartUpload lists the ETags this driver received for its
+ * parts, S3 refuses a part that was replaced, and a tail counts only if
+ * its SHA-256 is the row's.
  *
  * Reads.  presign() gives a SigV4 presigned GET valid 600 s (the blob
  * GET answers 307 to it).  With FEATURE_PROXY_STORAGE, send() signs a
@@ -54,6 +75,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <ngx_thread_pool.h>
 
 #include <jansson.h>
 
@@ -68,6 +90,11 @@
 #define NGX_HTTP_QUAY_S3_COPY_MAX        ((off_t) 5 << 30)
 #define NGX_HTTP_QUAY_S3_MAX_PARTS       10000
 #define NGX_HTTP_QUAY_S3_DIGEST_TEXT_MAX (7 + 128 + 1)
+#define NGX_HTTP_QUAY_S3_HEX_LEN         (2 * QUAY_SHA256_DIGEST_LEN)
+#define NGX_HTTP_QUAY_S3_TAIL_RANGE      65536  /* GetObject of a tail:
+                                                   subrequest_output_buffer_size
+                                                   of /_quay_s3/ */
+#define NGX_HTTP_QUAY_S3_HASH_BUF        16384
 
 
 typedef struct {
@@ -81,6 +108,17 @@ typedef struct ngx_http_quay_s3_upload_s  ngx_http_quay_s3_upload_t;
 typedef void (*ngx_http_quay_s3_step_pt)(ngx_http_quay_s3_upload_t *su);
 
 
+/* The thread pool's task: the SHA-256 of the spool's first size bytes. */
+typedef struct {
+    ngx_http_quay_s3_upload_t      *su;
+    ngx_fd_t                        fd;
+    off_t                           size;
+    ngx_int_t                       rc;
+    ngx_err_t                       err;
+    u_char                          hex[NGX_HTTP_QUAY_S3_HEX_LEN];
+} ngx_http_quay_s3_hash_t;
+
+
 /* The driver's part of ngx_http_quay_storage_upload_t, in r->pool. */
 struct ngx_http_quay_s3_upload_s {
     ngx_http_request_t             *r;
@@ -89,6 +127,7 @@ struct ngx_http_quay_s3_upload_s {
                                                     one is out */
     ngx_http_quay_s3_endpoint_t     ep;
     ngx_str_t                       temp_key;    /* .../uploads/<uuid> */
+    ngx_str_t                       tail_key;    /* .../uploads/<uuid>.tail */
     ngx_str_t                       node;        /* this node's spool
                                                     directory, named */
 
@@ -107,8 +146,17 @@ struct ngx_http_quay_s3_upload_s {
     ngx_str_t                       part_sha;    /* hash state at parted,
                                                     hex */
     ngx_str_t                       spool_node;  /* who spools the rest */
+    off_t                           tail_at;     /* the .tail object: */
+    off_t                           tail_size;   /* bytes from tail_at, */
+    ngx_str_t                       tail_sha;    /* their SHA-256, hex */
     char                           *metadata;    /* owned (malloc); freed
                                                     by the cleanup */
+
+    /* a tail being fetched, or hashed */
+    quay_sha256_t                  *resume_hash; /* the caller's */
+    u_char                         *fetch_buf;   /* one GetObject range */
+    off_t                           fetched;
+    ngx_thread_task_t              *hash_task;
 
     /* the write in progress */
     u_char                         *data;
@@ -135,6 +183,9 @@ struct ngx_http_quay_s3_upload_s {
     unsigned                        parsed:1;    /* metadata read */
     unsigned                        rewind:1;    /* the spool holds an
                                                     uploaded part */
+    unsigned                        tail:1;      /* the metadata names a
+                                                    .tail object: it may
+                                                    exist */
 };
 
 
@@ -214,6 +265,23 @@ static void ngx_http_quay_s3_spool_removed(ngx_http_quay_s3_upload_t *su);
 static void ngx_http_quay_s3_aborted(ngx_http_quay_s3_upload_t *su);
 static u_char *ngx_http_quay_s3_parts_xml(ngx_pool_t *pool,
     ngx_array_t *parts, size_t *len);
+
+static ngx_int_t ngx_http_quay_s3_wind_back(ngx_http_quay_s3_upload_t *su,
+    quay_sha256_t *hash);
+static void ngx_http_quay_s3_unusable_tail(ngx_http_quay_s3_upload_t *su,
+    const char *why);
+static void ngx_http_quay_s3_tail_get(ngx_http_quay_s3_upload_t *su);
+static void ngx_http_quay_s3_tail_got(ngx_http_quay_s3_upload_t *su);
+static void ngx_http_quay_s3_tail_written(ngx_http_quay_s3_upload_t *su);
+static void ngx_http_quay_s3_tail_verified(ngx_http_quay_s3_upload_t *su);
+static void ngx_http_quay_s3_tail_hashed(ngx_http_quay_s3_upload_t *su);
+static void ngx_http_quay_s3_tail_stored(ngx_http_quay_s3_upload_t *su);
+static void ngx_http_quay_s3_tail_delete(ngx_http_quay_s3_upload_t *su);
+static void ngx_http_quay_s3_tail_deleted(ngx_http_quay_s3_upload_t *su);
+static ngx_int_t ngx_http_quay_s3_hash_spool(ngx_http_quay_s3_upload_t *su,
+    off_t size, ngx_http_quay_s3_step_pt next);
+static void ngx_http_quay_s3_hash_thread(void *data, ngx_log_t *log);
+static void ngx_http_quay_s3_hash_done(ngx_event_t *ev);
 
 
 const ngx_http_quay_storage_driver_t  ngx_http_quay_storage_s3_driver = {
@@ -373,7 +441,9 @@ ngx_http_quay_s3_upload_state(ngx_http_quay_storage_upload_t *up,
      *     su->upload_id = { 0, NULL };
      *     su->parted = 0;
      *     su->metadata = NULL;
-     *     su->parsed = su->rewind = 0;
+     *     su->parsed = su->rewind = su->tail = 0;
+     *     su->fetch_buf = NULL;
+     *     su->hash_task = NULL;
      */
 
     su->r = r;
@@ -396,6 +466,21 @@ ngx_http_quay_s3_upload_state(ngx_http_quay_storage_upload_t *up,
 
     if (ngx_http_quay_s3_key(r->pool, &su->ep, rel.data, rel.len,
                              &su->temp_key)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    rel.len = sizeof("uploads/.tail") - 1 + up->uuid.len;
+    rel.data = ngx_pnalloc(r->pool, rel.len);
+    if (rel.data == NULL) {
+        return NULL;
+    }
+
+    (void) ngx_sprintf(rel.data, "uploads/%V.tail", &up->uuid);
+
+    if (ngx_http_quay_s3_key(r->pool, &su->ep, rel.data, rel.len,
+                             &su->tail_key)
         != NGX_OK)
     {
         return NULL;
@@ -488,16 +573,20 @@ ngx_http_quay_s3_upload_cleanup(void *data)
  *
  *     {"upload_id": "...", "parts": [["<etag>", <size>], ...],
  *      "part_sha": "<hex state at the end of the parts>",
- *      "node": "<host>:<spool directory>"}
+ *      "node": "<host>:<spool directory>",
+ *      "tail": [<offset>, <size>, "<hex SHA-256 of the bytes>"]}
  *
- * All keys are optional ("{}" is a fresh upload).
+ * All keys are optional ("{}" is a fresh upload).  "tail" describes the
+ * object uploads/<uuid>.tail: the size bytes spooled past offset when it
+ * was stored; it is current only when offset is the end of the parts and
+ * offset + size the row's length.
  */
 
 static ngx_int_t
 ngx_http_quay_s3_metadata_parse(ngx_http_quay_s3_upload_t *su)
 {
     size_t                    i, n;
-    json_t                   *root, *v, *parts, *part, *etag, *size;
+    json_t                   *root, *v, *parts, *part, *etag, *size, *at;
     ngx_str_t                *m;
     json_error_t              jerr;
     ngx_http_request_t       *r;
@@ -511,6 +600,8 @@ ngx_http_quay_s3_metadata_parse(ngx_http_quay_s3_upload_t *su)
     ngx_str_null(&su->upload_id);
     ngx_str_null(&su->part_sha);
     ngx_str_null(&su->spool_node);
+    ngx_str_null(&su->tail_sha);
+    su->tail = 0;
 
     if (m->len == 0) {
         su->parsed = 1;
@@ -581,6 +672,35 @@ ngx_http_quay_s3_metadata_parse(ngx_http_quay_s3_upload_t *su)
 
             su->parted += p->size;
         }
+    }
+
+    v = json_object_get(root, "tail");
+
+    if (v != NULL) {
+        at = json_array_get(v, 0);
+        size = json_array_get(v, 1);
+        etag = json_array_get(v, 2);
+
+        if (!json_is_array(v) || !json_is_integer(at)
+            || !json_is_integer(size) || !json_is_string(etag)
+            || json_integer_value(at) < 0 || json_integer_value(size) < 0
+            || json_string_length(etag) != NGX_HTTP_QUAY_S3_HEX_LEN)
+        {
+            goto invalid;
+        }
+
+        su->tail_at = (off_t) json_integer_value(at);
+        su->tail_size = (off_t) json_integer_value(size);
+        su->tail_sha.len = NGX_HTTP_QUAY_S3_HEX_LEN;
+        su->tail_sha.data = ngx_pnalloc(r->pool, su->tail_sha.len);
+        if (su->tail_sha.data == NULL) {
+            json_decref(root);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(su->tail_sha.data, json_string_value(etag),
+                   su->tail_sha.len);
+        su->tail = 1;
     }
 
     json_decref(root);
@@ -658,7 +778,16 @@ ngx_http_quay_s3_metadata_make(ngx_http_quay_s3_upload_t *su)
         || json_object_set_new(root, "node",
                                json_stringn((const char *) su->node.data,
                                             su->node.len))
-           != 0)
+           != 0
+        || (su->tail
+            && json_object_set_new(root, "tail",
+                                   json_pack("[IIs#]",
+                                             (json_int_t) su->tail_at,
+                                             (json_int_t) su->tail_size,
+                                             (const char *)
+                                             su->tail_sha.data,
+                                             (int) su->tail_sha.len))
+               != 0))
     {
         goto failed;
     }
@@ -899,17 +1028,16 @@ ngx_http_quay_s3_held(ngx_http_quay_s3_upload_t *su)
  * The row is current: find where this node stands.  The spool must hold
  * the bytes past the last part (up->offset - parted), written here: the
  * metadata names the node, and a spool shorter than that lost bytes.
- * Otherwise the upload goes back to the last part boundary.
+ * Otherwise they come from the .tail object the last PATCH stored, if it
+ * holds exactly them (checked against its SHA-256 once fetched); failing
+ * that, the upload goes back to the last part boundary.
  */
 
 static ngx_int_t
 ngx_http_quay_s3_upload_resume(ngx_http_quay_storage_upload_t *up,
     quay_sha256_t *hash, ngx_http_quay_storage_op_t *op)
 {
-    u_char                      state[QUAY_SHA256_STATE_LEN];
     off_t                       rest;
-    ngx_int_t                   n;
-    ngx_uint_t                  i;
     ngx_http_request_t         *r;
     ngx_http_quay_s3_upload_t  *su;
 
@@ -944,7 +1072,51 @@ ngx_http_quay_s3_upload_resume(ngx_http_quay_storage_upload_t *up,
         return ngx_http_quay_s3_post(su, NGX_OK);
     }
 
-    /* back to the end of the last part, and its hash state */
+    su->resume_hash = hash;
+
+    if (su->tail && su->tail_at == su->parted && su->tail_size == rest) {
+
+        /* into this node's spool from the start, a range at a time; the
+         * hash state at up->offset is the row's already */
+
+        if (su->fetch_buf == NULL) {
+            su->fetch_buf = ngx_palloc(r->pool, NGX_HTTP_QUAY_S3_TAIL_RANGE);
+            if (su->fetch_buf == NULL) {
+                su->op = NULL;
+                return NGX_ERROR;
+            }
+        }
+
+        su->fetched = 0;
+        ngx_http_quay_storage_fs_spool_rewind(&su->spool, 0);
+
+        return ngx_http_quay_s3_post_step(su, ngx_http_quay_s3_tail_get);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "quay: upload \"%V\": its last %O bytes were spooled on "
+                  "\"%V\", not here (\"%V\"), and the bucket has no copy: "
+                  "it continues from byte %O",
+                  &up->uuid, rest, &su->spool_node, &su->node, su->parted);
+
+    if (ngx_http_quay_s3_wind_back(su, hash) != NGX_OK) {
+        su->op = NULL;
+        return NGX_ERROR;
+    }
+
+    return ngx_http_quay_s3_post(su, NGX_HTTP_QUAY_STORAGE_REWOUND);
+}
+
+
+/* Back to the end of the last part, and its hash state. */
+
+static ngx_int_t
+ngx_http_quay_s3_wind_back(ngx_http_quay_s3_upload_t *su,
+    quay_sha256_t *hash)
+{
+    u_char      state[QUAY_SHA256_STATE_LEN];
+    ngx_int_t   n;
+    ngx_uint_t  i;
 
     if (su->parted == 0) {
         quay_sha256_init(hash);
@@ -971,30 +1143,300 @@ ngx_http_quay_s3_upload_resume(ngx_http_quay_storage_upload_t *up,
         }
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "quay: upload \"%V\": its last %O bytes were spooled on "
-                  "\"%V\", not here (\"%V\"): it continues from byte %O",
-                  &up->uuid, rest, &su->spool_node, &su->node, su->parted);
-
-    up->offset = su->parted;
+    su->up->offset = su->parted;
     ngx_http_quay_storage_fs_spool_rewind(&su->spool, 0);
 
-    if (ngx_http_quay_s3_metadata_make(su) != NGX_OK) {
-        su->op = NULL;
-        return NGX_ERROR;
-    }
-
-    return ngx_http_quay_s3_post(su, NGX_HTTP_QUAY_STORAGE_REWOUND);
+    return ngx_http_quay_s3_metadata_make(su);
 
 invalid:
 
-    su->op = NULL;
-
-    ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_ALERT, su->r->connection->log, 0,
                   "quay: upload \"%V\" has no usable part_sha",
-                  &up->uuid);
+                  &su->up->uuid);
 
     return NGX_ERROR;
+}
+
+
+/* The .tail object cannot continue the upload here: wind back. */
+
+static void
+ngx_http_quay_s3_unusable_tail(ngx_http_quay_s3_upload_t *su,
+    const char *why)
+{
+    ngx_log_error(NGX_LOG_INFO, su->r->connection->log, 0,
+                  "quay: upload \"%V\": its last %O bytes were spooled on "
+                  "\"%V\", not here (\"%V\"), and their copy in the bucket "
+                  "%s: it continues from byte %O", &su->up->uuid,
+                  su->tail_size, &su->spool_node, &su->node, why,
+                  su->parted);
+
+    if (ngx_http_quay_s3_wind_back(su, su->resume_hash) != NGX_OK) {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+        return;
+    }
+
+    ngx_http_quay_s3_finish(su, NGX_HTTP_QUAY_STORAGE_REWOUND);
+}
+
+
+/* The next range of the .tail object: GetObject into su->fetch_buf. */
+
+static void
+ngx_http_quay_s3_tail_get(ngx_http_quay_s3_upload_t *su)
+{
+    u_char      *range;
+    off_t        end;
+    ngx_pool_t  *pool;
+
+    pool = ngx_http_quay_s3_req_pool(&su->sq);
+    range = pool ? ngx_pnalloc(pool, sizeof("bytes=-") + 2 * NGX_OFF_T_LEN)
+                 : NULL;
+    if (range == NULL) {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+        return;
+    }
+
+    end = ngx_min(su->fetched + NGX_HTTP_QUAY_S3_TAIL_RANGE, su->tail_size)
+          - 1;
+
+    ngx_http_quay_s3_req_reset(&su->sq, NGX_HTTP_GET, "GetObject",
+                               &su->tail_key);
+
+    su->sq.range.data = range;
+    su->sq.range.len = ngx_sprintf(range, "bytes=%O-%O", su->fetched, end)
+                       - range;
+    su->sq.into = su->fetch_buf;
+    su->sq.into_size = NGX_HTTP_QUAY_S3_TAIL_RANGE;
+
+    if (ngx_http_quay_s3_start(su, ngx_http_quay_s3_tail_got) != NGX_OK) {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_http_quay_s3_tail_got(ngx_http_quay_s3_upload_t *su)
+{
+    off_t  want;
+
+    if (su->sq.status == NGX_HTTP_NOT_FOUND
+        || su->sq.status == NGX_HTTP_RANGE_NOT_SATISFIABLE)
+    {
+        ngx_http_quay_s3_unusable_tail(su, "is gone");
+        return;
+    }
+
+    if (su->sq.status != NGX_HTTP_PARTIAL_CONTENT
+        && su->sq.status != NGX_HTTP_OK)
+    {
+        /* the bucket did not answer: the row stays as it is */
+        ngx_http_quay_s3_fail(su);
+        return;
+    }
+
+    want = ngx_min(NGX_HTTP_QUAY_S3_TAIL_RANGE, su->tail_size - su->fetched);
+
+    if ((off_t) su->sq.response.len != want) {
+        ngx_http_quay_s3_unusable_tail(su, "is too short");
+        return;
+    }
+
+    /* the spool's own write path (thread pool), not hashed: the bytes
+     * are checked as a whole once they are all there */
+
+    su->next = ngx_http_quay_s3_tail_written;
+
+    if (ngx_http_quay_storage_fs_driver.upload_write(&su->spool,
+                                                     su->fetch_buf,
+                                                     (size_t) want, NULL,
+                                                     &su->spool_op)
+        != NGX_AGAIN)
+    {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_http_quay_s3_tail_written(ngx_http_quay_s3_upload_t *su)
+{
+    if (su->spool_op.rc != NGX_OK) {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+        return;
+    }
+
+    su->fetched = su->spool.offset;
+
+    if (su->fetched < su->tail_size) {
+        ngx_http_quay_s3_tail_get(su);
+        return;
+    }
+
+    if (ngx_http_quay_s3_hash_spool(su, su->tail_size,
+                                    ngx_http_quay_s3_tail_verified)
+        != NGX_OK)
+    {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_http_quay_s3_tail_verified(ngx_http_quay_s3_upload_t *su)
+{
+    ngx_http_quay_s3_hash_t  *ht;
+
+    ht = su->hash_task->ctx;
+
+    if (ht->rc != NGX_OK) {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+        return;
+    }
+
+    if (ngx_strncmp(ht->hex, su->tail_sha.data, NGX_HTTP_QUAY_S3_HEX_LEN)
+        != 0)
+    {
+        ngx_http_quay_s3_unusable_tail(su, "does not match its SHA-256");
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, su->r->connection->log, 0,
+                  "quay: upload \"%V\": its last %O bytes, spooled on "
+                  "\"%V\", were fetched from the bucket",
+                  &su->up->uuid, su->tail_size, &su->spool_node);
+
+    ngx_http_quay_s3_finish(su, NGX_OK);
+}
+
+
+/*
+ * Hashes the spool's first size bytes in the thread pool (never on the
+ * event loop); next runs with the result in su->hash_task->ctx.
+ */
+
+static ngx_int_t
+ngx_http_quay_s3_hash_spool(ngx_http_quay_s3_upload_t *su, off_t size,
+    ngx_http_quay_s3_step_pt next)
+{
+    ngx_str_t                   name;
+    ngx_thread_task_t          *task;
+    ngx_http_request_t         *r;
+    ngx_http_quay_s3_hash_t    *ht;
+    ngx_http_quay_main_conf_t  *qmcf;
+
+    r = su->r;
+    qmcf = ngx_http_get_module_main_conf(r, ngx_http_quay_module);
+
+    if (qmcf->thread_pool == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "quay: storage: no thread pool");
+        return NGX_ERROR;
+    }
+
+    task = su->hash_task;
+
+    if (task == NULL) {
+        task = ngx_thread_task_alloc(r->pool,
+                                     sizeof(ngx_http_quay_s3_hash_t));
+        if (task == NULL) {
+            return NGX_ERROR;
+        }
+
+        su->hash_task = task;
+    }
+
+    ht = task->ctx;
+    ht->su = su;
+    ht->fd = ngx_http_quay_storage_fs_spool_fd(&su->spool, &name);
+    ht->size = size;
+    ht->rc = NGX_ERROR;
+    ht->err = 0;
+
+    if (ht->fd == NGX_INVALID_FILE) {
+        return NGX_ERROR;
+    }
+
+    task->handler = ngx_http_quay_s3_hash_thread;
+    task->event.handler = ngx_http_quay_s3_hash_done;
+    task->event.data = ht;
+    task->event.log = r->connection->log;
+
+    su->next = next;
+
+    if (ngx_thread_task_post(qmcf->thread_pool, task) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the request, the task and the descriptor live until it is done */
+
+    r->main->blocked++;
+
+    return NGX_OK;
+}
+
+
+/* Runs in a thread: only system calls and hashing on task data. */
+
+static void
+ngx_http_quay_s3_hash_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_quay_s3_hash_t *ht = data;
+
+    u_char         buf[NGX_HTTP_QUAY_S3_HASH_BUF];
+    u_char         raw[QUAY_SHA256_DIGEST_LEN];
+    off_t          off;
+    size_t         len;
+    ssize_t        n;
+    quay_sha256_t  sha;
+
+    quay_sha256_init(&sha);
+
+    for (off = 0; off < ht->size; off += n) {
+        len = (size_t) ngx_min((off_t) sizeof(buf), ht->size - off);
+
+        n = pread(ht->fd, buf, len, off);
+
+        if (n <= 0) {
+            ht->err = (n == -1) ? ngx_errno : 0;
+            ht->rc = NGX_ERROR;
+            return;
+        }
+
+        quay_sha256_update(&sha, buf, (size_t) n);
+    }
+
+    quay_sha256_final(&sha, raw);
+    (void) ngx_hex_dump(ht->hex, raw, sizeof(raw));
+
+    ht->rc = NGX_OK;
+}
+
+
+static void
+ngx_http_quay_s3_hash_done(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_request_t         *r;
+    ngx_http_quay_s3_hash_t    *ht;
+    ngx_http_quay_s3_upload_t  *su;
+
+    ht = ev->data;
+    su = ht->su;
+    r = su->r;
+    c = r->connection;
+
+    r->main->blocked--;
+
+    if (ht->rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_CRIT, c->log, ht->err,
+                      "quay: storage: reading the spool of upload \"%V\" "
+                      "failed", &su->up->uuid);
+    }
+
+    su->next(su);
+
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -1120,7 +1562,93 @@ ngx_http_quay_s3_flushed(ngx_http_quay_s3_upload_t *su)
         return;
     }
 
-    /* the row will say this node spools the rest */
+    if (su->spool.offset == 0
+        || (su->tail && su->tail_at == su->parted
+            && su->tail_size == su->spool.offset))
+    {
+        /* nothing spooled, or the bucket has it already */
+
+        if (ngx_http_quay_s3_metadata_make(su) != NGX_OK) {
+            ngx_http_quay_s3_finish(su, NGX_ERROR);
+            return;
+        }
+
+        ngx_http_quay_s3_finish(su, NGX_OK);
+        return;
+    }
+
+    /* the bytes past the last part go to the bucket too, so that any
+     * node can continue: hashed first, so S3 checks what it stores */
+
+    if (ngx_http_quay_s3_hash_spool(su, su->spool.offset,
+                                    ngx_http_quay_s3_tail_hashed)
+        != NGX_OK)
+    {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+    }
+}
+
+
+/* PutObject of the spool as uploads/<uuid>.tail, signed with its hash. */
+
+static void
+ngx_http_quay_s3_tail_hashed(ngx_http_quay_s3_upload_t *su)
+{
+    ngx_http_quay_s3_hash_t  *ht;
+
+    ht = su->hash_task->ctx;
+
+    if (ht->rc != NGX_OK) {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+        return;
+    }
+
+    ngx_http_quay_s3_req_reset(&su->sq, NGX_HTTP_PUT, "PutObject",
+                               &su->tail_key);
+    ngx_str_set(&su->sq.content_type, NGX_HTTP_QUAY_S3_OCTET_STREAM);
+    su->sq.payload.data = ht->hex;
+    su->sq.payload.len = NGX_HTTP_QUAY_S3_HEX_LEN;
+
+    if (ngx_http_quay_s3_spool_body(su, su->spool.offset) != NGX_OK
+        || ngx_http_quay_s3_start(su, ngx_http_quay_s3_tail_stored)
+           != NGX_OK)
+    {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_http_quay_s3_tail_stored(ngx_http_quay_s3_upload_t *su)
+{
+    u_char                   *hex;
+    ngx_http_quay_s3_hash_t  *ht;
+
+    if (su->sq.status != NGX_HTTP_OK) {
+        /* the row keeps its old length: the PATCH does not count */
+        ngx_http_quay_s3_fail(su);
+        return;
+    }
+
+    ht = su->hash_task->ctx;
+
+    hex = ngx_pnalloc(su->r->pool, NGX_HTTP_QUAY_S3_HEX_LEN);
+    if (hex == NULL) {
+        ngx_http_quay_s3_finish(su, NGX_ERROR);
+        return;
+    }
+
+    ngx_memcpy(hex, ht->hex, NGX_HTTP_QUAY_S3_HEX_LEN);
+
+    /* only now may the row say the bucket holds the tail */
+
+    su->tail = 1;
+    su->tail_at = su->parted;
+    su->tail_size = su->spool.offset;
+    su->tail_sha.data = hex;
+    su->tail_sha.len = NGX_HTTP_QUAY_S3_HEX_LEN;
+
+    /* and that this node spools it */
 
     if (ngx_http_quay_s3_metadata_make(su) != NGX_OK) {
         ngx_http_quay_s3_finish(su, NGX_ERROR);
@@ -1366,7 +1894,7 @@ ngx_http_quay_s3_put_done(ngx_http_quay_s3_upload_t *su)
         return;
     }
 
-    ngx_http_quay_s3_remove_spool(su);
+    ngx_http_quay_s3_tail_delete(su);
 }
 
 
@@ -1641,6 +2169,42 @@ ngx_http_quay_s3_temp_deleted(ngx_http_quay_s3_upload_t *su)
         ngx_http_quay_s3_log_failure(&su->sq, NGX_LOG_WARN);
     }
 
+    ngx_http_quay_s3_tail_delete(su);
+}
+
+
+/* The session is over: its .tail object goes, if it may have one. */
+
+static void
+ngx_http_quay_s3_tail_delete(ngx_http_quay_s3_upload_t *su)
+{
+    if (!su->tail) {
+        ngx_http_quay_s3_remove_spool(su);
+        return;
+    }
+
+    ngx_http_quay_s3_req_reset(&su->sq, NGX_HTTP_DELETE, "DeleteObject",
+                               &su->tail_key);
+
+    if (ngx_http_quay_s3_start(su, ngx_http_quay_s3_tail_deleted) != NGX_OK)
+    {
+        ngx_http_quay_s3_remove_spool(su);
+    }
+}
+
+
+static void
+ngx_http_quay_s3_tail_deleted(ngx_http_quay_s3_upload_t *su)
+{
+    if (su->sq.status != NGX_HTTP_NO_CONTENT
+        && su->sq.status != NGX_HTTP_OK
+        && su->sq.status != NGX_HTTP_NOT_FOUND)
+    {
+        /* garbage only: the stale-upload cleanup cannot find it again
+         * once the row is gone */
+        ngx_http_quay_s3_log_failure(&su->sq, NGX_LOG_WARN);
+    }
+
     ngx_http_quay_s3_remove_spool(su);
 }
 
@@ -1743,15 +2307,16 @@ ngx_http_quay_s3_upload_abort(ngx_http_quay_storage_upload_t *up,
     }
 
     if (!su->parsed && ngx_http_quay_s3_metadata_parse(su) != NGX_OK) {
-        /* the parts cannot be found again: the spool still goes */
+        /* the parts cannot be found again: the spool still goes, and
+         * the tail if there may be one */
         ngx_str_null(&su->upload_id);
+        su->tail = 1;
     }
 
     su->op = op;
 
     if (su->upload_id.len == 0) {
-        return ngx_http_quay_s3_post_step(su,
-                                          ngx_http_quay_s3_remove_spool);
+        return ngx_http_quay_s3_post_step(su, ngx_http_quay_s3_tail_delete);
     }
 
     ngx_http_quay_s3_req_reset(&su->sq, NGX_HTTP_DELETE,
@@ -1784,7 +2349,7 @@ ngx_http_quay_s3_aborted(ngx_http_quay_s3_upload_t *su)
         ngx_http_quay_s3_log_failure(&su->sq, NGX_LOG_ERR);
     }
 
-    ngx_http_quay_s3_remove_spool(su);
+    ngx_http_quay_s3_tail_delete(su);
 }
 
 

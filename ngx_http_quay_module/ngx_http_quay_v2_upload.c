@@ -40,7 +40,8 @@
  *            statement deletes the session and commits the blob rows
  *
  * Between LOOKUP and BODY, a driver with upload_resume (S3) checks that
- * it can continue from the committed length on this node; when it
+ * it can continue from the committed length on this node (S3: from its
+ * spool, or the copy of it the last PATCH stored in the bucket); when it
  * cannot, it winds the upload back (to the last S3 part) and the answer
  * is 416 with the Range to resend from.  During BODY, a driver may ask
  * for a checkpoint after a write (S3, after each part): the bytes are

@@ -19,7 +19,10 @@
  *
  *   job    look the row up by uuid (gone: done, the job is idempotent);
  *          if it is no longer expired, done; else delete the object (a
- *          missing object is fine, any other storage error is a retry),
+ *          missing object is fine, any other storage error is a retry;
+ *          in an object store also the session's multipart upload and
+ *          its uploads/<uuid>.tail, the bytes past the last part that
+ *          the module stores at the end of each PATCH),
  *          then delete the row, again only if it is still expired.  The
  *          object goes first: a worker killed between the two leaves a row
  *          without an object, which the next attempt finishes, never an
@@ -358,7 +361,8 @@ upload_cleanup_run(worker_t *w, worker_job_t *job, void *ctx)
 {
     upload_cleanup_t  *uc = ctx;
     const char        *uuid, *location, *values[2];
-    char               threshold[32], key[64], err[STORAGE_ERR_LEN];
+    char               threshold[32], key[64], tail[72];
+    char               err[STORAGE_ERR_LEN];
     char               upload_id[STORAGE_UPLOAD_ID_MAX];
     storage_t         *s;
     PGresult          *res;
@@ -407,6 +411,21 @@ upload_cleanup_run(worker_t *w, worker_job_t *job, void *ctx)
     if (storage_upload_key(uuid, key, sizeof(key)) != STORAGE_OK) {
         worker_job_error(job, "cannot build the upload key");
         return WORKER_JOB_FAIL;
+    }
+
+    /* S3: the spooled tail is an object of its own, next to the key;
+     * it goes first, like the upload object, so that a retry finds it */
+    if (storage_is_object_store(s)) {
+        (void) snprintf(tail, sizeof(tail), "%s.tail", key);
+        rc = storage_remove(s, tail, err, sizeof(err));
+        if (rc == STORAGE_EUNAVAIL) {
+            worker_job_error(job, "storage: %s", err);
+            return WORKER_JOB_STOP;
+        }
+        if (rc != STORAGE_OK && rc != STORAGE_ENOENT) {
+            worker_job_error(job, "storage: %s", err);
+            return WORKER_JOB_RETRY;
+        }
     }
 
     /* S3: the session's parts are a multipart upload at the same key */

@@ -342,20 +342,38 @@ def test_cancel_aborts_the_multipart_upload(rgw, rados, alice):
     assert alice.req("GET", location).status_code == 404
 
 
-def test_upload_continues_on_another_node_from_the_last_part(
+def test_upload_continues_on_another_node_from_the_bucket_or_last_part(
         rgw, rados, alice):
-    # the spool of the part being filled lives on one node; a PATCH that
-    # reaches another node (here: the row names another one) is told to
-    # resend from the last part boundary, and the upload then completes
+    # the part being filled is spooled on one node and, at the end of
+    # each PATCH, stored in the bucket as uploads/<uuid>.tail; a PATCH
+    # that reaches another node (here: the row names another one) fetches
+    # it and goes on.  A row without a usable tail (as rows written before
+    # tails were stored) is told to resend from the last part boundary.
+    # (t/storage/test_s3_cross_node.py runs two real nodes.)
     data = os.urandom(8 * MiB)
     digest = sha256(data)
     location, uuid = alice.start()
     assert alice.patch(location, data[:7 * MiB], start=0).status_code == 202
-    rados.pg.sql("UPDATE blobupload SET storage_metadata = jsonb_set("
-                 "storage_metadata, '{node}', '\"elsewhere:/spool\"')"
-                 f" WHERE uuid = '{uuid}'", db=dbname(rados))
+    _, meta = upload_metadata(rados, uuid)
+    assert meta["tail"] == [5 * MiB, 2 * MiB,
+                            hashlib.sha256(data[5 * MiB:7 * MiB]).hexdigest()]
+    tail_key = f"{PREFIX}/uploads/{uuid}.tail"
+    assert bucket_object(rgw, rados.bucket, tail_key) == data[5 * MiB:7 * MiB]
 
-    r = alice.patch(location, data[7 * MiB:], start=7 * MiB)
+    elsewhere = ("UPDATE blobupload SET storage_metadata = jsonb_set("
+                 "storage_metadata, '{node}', '\"elsewhere:/spool\"')"
+                 f" WHERE uuid = '{uuid}'")
+    rados.pg.sql(elsewhere, db=dbname(rados))
+    r = alice.patch(location, data[7 * MiB:7 * MiB + 512 * 1024],
+                    start=7 * MiB)
+    assert r.status_code == 202, r.text
+    assert "were fetched from the bucket" in rados.error_log()
+
+    rados.pg.sql(elsewhere, db=dbname(rados))
+    rados.pg.sql("UPDATE blobupload SET storage_metadata = storage_metadata"
+                 f" - 'tail' WHERE uuid = '{uuid}'", db=dbname(rados))
+    r = alice.patch(location, data[7 * MiB + 512 * 1024:],
+                    start=7 * MiB + 512 * 1024)
     assert r.status_code == 416, r.text
     assert r.headers["Range"] == f"0-{5 * MiB - 1}"
     assert "continues from byte 5242880" in r.text
