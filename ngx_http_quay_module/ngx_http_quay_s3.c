@@ -1122,10 +1122,18 @@ ngx_http_quay_s3_log_failure(ngx_http_quay_s3_req_t *sq, ngx_uint_t level)
     object = sq->key.len ? &sq->key : &sq->ep->bucket;
 
     if (sq->status == 0) {
+
+        /* over https the reason may be the certificate: nginx's own line
+         * just before ("upstream SSL certificate verify error") says */
+
         ngx_log_error(level, log, 0,
                       "quay: storage location \"%s\": %s \"%V\": no answer "
-                      "from %V://%V", sq->loc->name, sq->what, object,
-                      &sq->ep->scheme, &sq->ep->host);
+                      "from %V://%V%s", sq->loc->name, sq->what, object,
+                      &sq->ep->scheme, &sq->ep->host,
+                      sq->ep->scheme.len == sizeof("https") - 1
+                      ? " (no connection, or the TLS handshake or its "
+                        "certificate check failed)"
+                      : "");
 
     } else {
         if (ngx_http_quay_s3_xml_value(&sq->response, "Code", &code)

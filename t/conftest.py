@@ -118,7 +118,11 @@ import rgw as rgw_harness  # noqa: E402
 def rgw(request, tmp_root):
     """A single-node Ceph RADOS Gateway (t/lib/rgw.py): .endpoint .host
     .port .access_key .secret_key .region .create_bucket(name) .s3(...)
-    .list_objects(bucket) .stop_gateway() .start_gateway() .timings.
+    .list_objects(bucket) .stop_gateway() .start_gateway() .timings;
+    .add_gateway(tls=None) starts another radosgw on the same cluster
+    (own port, ceph.conf section and log; ~0.3 s) and returns its Gateway
+    (.endpoint .host .port .stop() .start() .s3(...)); rgw.make_tls(dir)
+    makes a throw-away CA and a certificate for 127.0.0.1 for it.
 
     The Ceph packages are installed on first use (as root).  When they
     cannot be installed, or anything else goes wrong, the test fails with

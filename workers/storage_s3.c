@@ -20,6 +20,14 @@
  * body to the caller's sink only for a 2xx answer; an error body (a few
  * hundred bytes of XML) is kept, up to 64 KiB.
  *
+ * https endpoints: the peer's certificate and name are always verified,
+ * against libcurl's default store (the system bundle,
+ * /etc/ssl/certs/ca-certificates.crt on Debian) or, when the environment
+ * has QUAY_STORAGE_CA_FILE, against that PEM file only (a private CA; the
+ * same file nginx's proxy_ssl_trusted_certificate names in
+ * conf/quay-storage.conf).  A certificate that does not verify is a
+ * storage error naming the location and curl's reason.
+ *
  * Waits: a 10 s connect timeout and a low-speed limit (no byte for 60 s,
  * 600 s for the server-side assembly of CompleteMultipartUpload and
  * copies); the progress callback stops a transfer when shutdown was
@@ -60,6 +68,8 @@ struct storage_s3_s {
     const char              *region;    /* borrowed from the config */
     char                    *prefix;    /* owned: storage_path without
                                            outer '/', may be "" */
+    char                    *cafile;    /* owned: QUAY_STORAGE_CA_FILE
+                                           or NULL (system store) */
     CURL                    *curl;      /* owned */
     quay_sigv4_key_cache_t   keys;
 };
@@ -170,6 +180,9 @@ storage_s3_new(const quay_storage_location_t *loc, char *err, size_t errlen)
     }
     s3->prefix = xasprintf("%.*s", (int) (q - p), p);
 
+    p = getenv("QUAY_STORAGE_CA_FILE");
+    s3->cafile = (p != NULL && p[0] != '\0') ? xstrdup(p) : NULL;
+
     s3->curl = curl_easy_init();
     if (s3->curl == NULL) {
         (void) storage_error(err, errlen, STORAGE_EIO,
@@ -196,6 +209,7 @@ storage_s3_free(storage_s3_t *s3)
     free(s3->base);
     free(s3->host);
     free(s3->prefix);
+    free(s3->cafile);
     free(s3);
 }
 
@@ -694,6 +708,12 @@ storage_s3_perform(storage_t *s, storage_s3_req_t *rq, char *err,
     (void) curl_easy_setopt(s3->curl, CURLOPT_LOW_SPEED_TIME,
                             rq->slow ? 600L : 60L);
     (void) curl_easy_setopt(s3->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* libcurl's defaults, stated: a storage endpoint is always verified */
+    (void) curl_easy_setopt(s3->curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    (void) curl_easy_setopt(s3->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (s3->cafile != NULL) {
+        (void) curl_easy_setopt(s3->curl, CURLOPT_CAINFO, s3->cafile);
+    }
     (void) curl_easy_setopt(s3->curl, CURLOPT_FOLLOWLOCATION, 0L);
     (void) curl_easy_setopt(s3->curl, CURLOPT_WRITEFUNCTION,
                             storage_s3_write_cb);

@@ -16,7 +16,16 @@ fixture turns into a failure, never a skip.
     rgw.s3("GET", "/name", query={"list-type": "2"})  # signed request
     rgw.list_objects("name")               # keys (ListObjectsV2)
     rgw.stop_gateway(); rgw.start_gateway()  # radosgw only (outage tests)
+    gw = rgw.add_gateway()                 # a second radosgw, same cluster
+    gw.endpoint, gw.host, gw.port, gw.stop(), gw.start(), gw.s3(...)
+    tls = make_tls(dirpath)                # throw-away CA + 127.0.0.1 cert
+    gw = rgw.add_gateway(tls=tls)          # https://127.0.0.1:PORT
     rgw.stop()                             # everything, idempotent
+
+Extra gateways are radosgw processes of their own (client.rgwN sections
+in ceph.conf, own log log/client.rgwN.log) serving the same cluster, so
+every bucket is visible through each; stopping one really closes its
+port while the others keep answering.  They start in about a second.
 
 The requests rgw.s3() makes are signed by a small SigV4 implementation in
 this file (sigv4_authorization), independent of lib/quay_sigv4.c, so the
@@ -55,6 +64,17 @@ SECRET_KEY = "quay-test-secret-key-0123456789abcdefghij"
 REGION = "us-east-1"            # RGW does not enforce it (platform-notes)
 
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+# The rest of every radosgw's client section in ceph.conf.
+RGW_CLIENT_CONF = """\
+rgw thread pool size = 32
+rgw init timeout = 60
+rgw enable usage log = false
+# The lifecycle thread sleeps 5 s holding up a SIGTERM shutdown.
+rgw enable lc threads = false
+ms mon client mode = crc secure
+ms client mode = crc secure
+"""
 
 # Seconds spent in the last ensure_installed() that ran apt-get (0 when the
 # packages were already there); reported by the fixture.
@@ -183,7 +203,132 @@ def s3_error_code(response):
     return m.group(1).decode() if m else ""
 
 
+def _s3_request(cluster, session, endpoint, host, method, path, query,
+                body, headers, secret_key, unsigned_payload, timeout):
+    payload = ("UNSIGNED-PAYLOAD" if unsigned_payload
+               else hashlib.sha256(body).hexdigest())
+    amz_date = amz_now()
+    signed = {"host": host, "x-amz-date": amz_date,
+              "x-amz-content-sha256": payload}
+    auth = sigv4_authorization(method, path, query or {}, signed, payload,
+                               cluster.access_key,
+                               secret_key or cluster.secret_key,
+                               cluster.region, amz_date)
+    url = endpoint + s3_quote(path)
+    if query:
+        url += "?" + canonical_query(query)
+    send = dict(signed, Authorization=auth, **(headers or {}))
+    # verify explicitly: a session's verify loses to REQUESTS_CA_BUNDLE
+    return session.request(method, url, data=body, headers=send,
+                           timeout=timeout, verify=session.verify)
+
+
+# ---------------------------------------------------------------------- TLS
+
+class Tls:
+    """Files of a throw-away certificate authority and of a server
+    certificate it signed for 127.0.0.1 (PEM): ca, cert, key."""
+
+    def __init__(self, ca, cert, key):
+        self.ca, self.cert, self.key = Path(ca), Path(cert), Path(key)
+
+    def __repr__(self):
+        return f"<Tls {self.cert}>"
+
+
+def make_tls(dirpath, name="quay-test"):
+    """Creates, with the openssl CLI, a CA ("<name> CA", ca.pem) and a
+    server certificate for IP 127.0.0.1 signed by it (server.pem,
+    server.key) under dirpath; returns a Tls.  EC keys: ~50 ms."""
+    d = Path(dirpath)
+    d.mkdir(parents=True, exist_ok=True)
+    ext = d / "server.ext"
+    ext.write_text("subjectAltName = IP:127.0.0.1\n"
+                   "basicConstraints = CA:FALSE\n"
+                   "keyUsage = digitalSignature, keyEncipherment\n"
+                   "extendedKeyUsage = serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+          "-nodes"]
+    harness.run(["openssl", "req", "-x509", *ec, "-keyout", d / "ca.key",
+                 "-out", d / "ca.pem", "-days", "2", "-subj",
+                 f"/CN={name} CA", "-addext",
+                 "basicConstraints=critical,CA:TRUE", "-addext",
+                 "keyUsage=critical,keyCertSign,cRLSign"],
+                stderr=subprocess.PIPE)
+    harness.run(["openssl", "req", "-new", *ec, "-keyout",
+                 d / "server.key", "-out", d / "server.csr", "-subj",
+                 "/CN=127.0.0.1"], stderr=subprocess.PIPE)
+    harness.run(["openssl", "x509", "-req", "-in", d / "server.csr",
+                 "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", ext, "-out",
+                 d / "server.pem"], stderr=subprocess.PIPE)
+    return Tls(d / "ca.pem", d / "server.pem", d / "server.key")
+
+
 # ---------------------------------------------------------------------- RGW
+
+class Gateway:
+    """One radosgw process of an Rgw cluster: name (its ceph.conf section,
+    e.g. client.rgw2), port, host, endpoint (https:// with tls), tls (the
+    Tls or None), proc.  start() waits until it answers; stop() is SIGTERM
+    and waits for the process to exit (its port is closed then)."""
+
+    def __init__(self, cluster, name, port, tls=None):
+        self.cluster = cluster
+        self.name = name
+        self.port = port
+        self.tls = tls
+        self.host = f"127.0.0.1:{port}"
+        self.endpoint = f"{'https' if tls else 'http'}://{self.host}"
+        self.proc = None
+        self.session = requests.Session()
+        if tls:
+            self.session.verify = str(tls.ca)
+
+    def __repr__(self):
+        return f"<Gateway {self.name} {self.endpoint}>"
+
+    @property
+    def log(self):
+        return self.cluster.log_dir / f"{self.name}.log"
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self):
+        if self.running():
+            return
+        if harness.port_open(self.port):
+            raise HarnessError(f"port {self.port} was taken while {self.name}"
+                               " was stopped")
+        short = self.name.split(".", 1)[1]
+        self.proc = self.cluster._spawn(["radosgw", "-n", self.name],
+                                        f"{short}.out")
+
+        def up():
+            self.cluster._alive(self.proc, f"radosgw {self.name}",
+                                self.log.name)
+            try:
+                return self.session.get(self.endpoint + "/", timeout=2,
+                                        verify=self.session.verify
+                                        ).status_code < 500
+            except requests.RequestException:
+                return False
+        harness.wait_until(up, 90, f"radosgw on {self.endpoint}",
+                           interval=0.1)
+
+    def stop(self):
+        harness.stop_process(self.proc, signal.SIGTERM, timeout=10)
+        self.proc = None
+
+    def s3(self, method, path, query=None, body=b"", headers=None,
+           secret_key=None, unsigned_payload=False, timeout=60):
+        """Like Rgw.s3(), through this gateway."""
+        return _s3_request(self.cluster, self.session, self.endpoint,
+                           self.host, method, path, query, body, headers,
+                           secret_key, unsigned_payload, timeout)
+
+
 
 class Rgw:
     """A throw-away Ceph cluster with radosgw on 127.0.0.1:port and one S3
@@ -212,7 +357,9 @@ class Rgw:
         self.conf_path = self.dir / "ceph.conf"
         self.log_dir = self.dir / "log"
         self.run_dir = self.dir / "run"
-        self.mon_proc = self.osd_proc = self.rgw_proc = None
+        self.mon_proc = self.osd_proc = None
+        self.gateway = Gateway(self, "client.rgw", self.port)
+        self.gateways = [self.gateway]
         self.session = requests.Session()
         self.timings = {}
         for d in ("log", "run", "crash", "mon", "osd", "rgw"):
@@ -297,14 +444,7 @@ osd op num threads per shard = 2
 [client.rgw]
 rgw data = {d}/rgw
 rgw frontends = beast endpoint=127.0.0.1:{self.port}
-rgw thread pool size = 32
-rgw init timeout = 60
-rgw enable usage log = false
-# The lifecycle thread sleeps 5 s holding up a SIGTERM shutdown.
-rgw enable lc threads = false
-ms mon client mode = crc secure
-ms client mode = crc secure
-""")
+{RGW_CLIENT_CONF}""")
 
     def _env(self):
         return dict(os.environ, CEPH_CONF=str(self.conf_path))
@@ -372,68 +512,75 @@ ms client mode = crc secure
                    self.access_key, "--secret-key", self.secret_key,
                    timeout=120)
 
-    def start_gateway(self):
-        """Starts radosgw (again) on the same port and waits until it
-        answers HTTP."""
-        if self.rgw_proc and self.rgw_proc.poll() is None:
-            return
-        if harness.port_open(self.port):
-            raise HarnessError(f"port {self.port} was taken while radosgw "
-                               "was stopped")
-        self.rgw_proc = self._spawn(["radosgw", "-n", "client.rgw"],
-                                    "rgw.out")
+    @property
+    def rgw_proc(self):
+        return self.gateway.proc
 
-        def up():
-            self._alive(self.rgw_proc, "radosgw", "client.rgw.log")
-            try:
-                return self.session.get(self.endpoint + "/",
-                                        timeout=2).status_code < 500
-            except requests.RequestException:
-                return False
-        harness.wait_until(up, 90, f"radosgw on {self.endpoint}",
-                           interval=0.1)
+    def start_gateway(self):
+        """Starts the first radosgw (again) on the same port and waits
+        until it answers HTTP."""
+        self.gateway.start()
 
     def stop_gateway(self):
-        """Stops radosgw only (the cluster and its data stay)."""
-        harness.stop_process(self.rgw_proc, signal.SIGTERM, timeout=10)
-        self.rgw_proc = None
+        """Stops the first radosgw only (the cluster and its data stay)."""
+        self.gateway.stop()
+
+    def add_gateway(self, tls=None):
+        """Starts another radosgw on this cluster, on a port of its own
+        (https with tls, a Tls from make_tls(), else http); returns its
+        Gateway.  Stopped with the cluster."""
+        n = len(self.gateways) + 1
+        name = f"client.rgw{n}"
+        gw = Gateway(self, name, harness.free_port(), tls=tls)
+        (self.dir / f"rgw{n}").mkdir(mode=0o755, exist_ok=True)
+        if tls:
+            # beast also needs a plain port; nobody uses it
+            frontend = (f"beast endpoint=127.0.0.1:{harness.free_port()} "
+                        f"ssl_endpoint=127.0.0.1:{gw.port} "
+                        f"ssl_certificate={tls.cert} "
+                        f"ssl_private_key={tls.key}")
+        else:
+            frontend = f"beast endpoint=127.0.0.1:{gw.port}"
+        with open(self.conf_path, "a") as f:
+            f.write(f"""
+[{name}]
+rgw data = {self.dir}/rgw{n}
+rgw frontends = {frontend}
+{RGW_CLIENT_CONF}""")
+        self.gateways.append(gw)
+        gw.start()
+        return gw
 
     def stop(self):
-        """Stops radosgw, the OSD and the monitor (idempotent)."""
-        for attr in ("rgw_proc", "osd_proc", "mon_proc"):
+        """Stops every radosgw, the OSD and the monitor (idempotent)."""
+        for gw in reversed(self.gateways):
+            gw.stop()
+        for attr in ("osd_proc", "mon_proc"):
             harness.stop_process(getattr(self, attr), signal.SIGTERM,
                                  timeout=10)
             setattr(self, attr, None)
+        for gw in self.gateways:
+            gw.session.close()
         self.session.close()
         if self in harness._live:
             harness._live.remove(self)
 
     def pids(self):
         """PIDs of the daemons still running."""
-        return [p.pid for p in (self.mon_proc, self.osd_proc, self.rgw_proc)
-                if p is not None and p.poll() is None]
+        procs = [self.mon_proc, self.osd_proc] + [g.proc for g in
+                                                  self.gateways]
+        return [p.pid for p in procs if p is not None and p.poll() is None]
 
     # -- S3 (signed by this file's SigV4, not by lib/)
 
     def s3(self, method, path, query=None, body=b"", headers=None,
            secret_key=None, unsigned_payload=False, timeout=60):
-        """Sends a SigV4-signed request for path (raw, e.g. "/bucket/key");
-        query is a dict or list of pairs (raw).  Returns the Response."""
-        payload = ("UNSIGNED-PAYLOAD" if unsigned_payload
-                   else hashlib.sha256(body).hexdigest())
-        amz_date = amz_now()
-        signed = {"host": self.host, "x-amz-date": amz_date,
-                  "x-amz-content-sha256": payload}
-        auth = sigv4_authorization(method, path, query or {}, signed,
-                                   payload, self.access_key,
-                                   secret_key or self.secret_key,
-                                   self.region, amz_date)
-        url = self.endpoint + s3_quote(path)
-        if query:
-            url += "?" + canonical_query(query)
-        send = dict(signed, Authorization=auth, **(headers or {}))
-        return self.session.request(method, url, data=body, headers=send,
-                                    timeout=timeout)
+        """Sends a SigV4-signed request for path (raw, e.g. "/bucket/key")
+        through the first gateway; query is a dict or list of pairs (raw).
+        Returns the Response."""
+        return _s3_request(self, self.session, self.endpoint, self.host,
+                           method, path, query, body, headers, secret_key,
+                           unsigned_payload, timeout)
 
     def create_bucket(self, name):
         """Creates bucket name (3-63 characters); raises HarnessError unless

@@ -6,7 +6,8 @@ several registry nodes:
     node A   prefers location a (uploads go there)
     node B   prefers location b
     broken   prefers a, but with a wrong secret key for a (a failing
-             location, as a stopped gateway or a revoked key would be)
+             location, as a revoked key would be; a really stopped
+             gateway is test_s3_gateway_failover.py)
 
 A push through node A queues one replication job per blob in the same
 statement as the manifest; build/bin/quay-replicate --once copies each
