@@ -869,7 +869,12 @@ ngx_http_quay_fs_spool(ngx_http_quay_fs_task_t *tc)
     ngx_fd_t      fd;
     size_t        len;
     char         *dir;
-    struct stat   st;
+    ngx_uint_t    tries;
+    struct stat   st, named;
+
+    tries = 0;
+
+again:
 
     fd = open(tc->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 
@@ -907,6 +912,29 @@ ngx_http_quay_fs_spool(ngx_http_quay_fs_task_t *tc)
     if (fstat(fd, &st) == -1) {
         tc->err = ngx_errno;
         tc->step = "fstat()";
+        tc->rc = NGX_ERROR;
+        return;
+    }
+
+    /*
+     * The spool sweep (ngx_http_quay_spool_sweep.c) may have unlinked the
+     * file between our open() and our lock: then the lock is on a file
+     * nobody else can find.  Start again with the name's file (a new,
+     * empty spool, which the S3 driver refills from the bucket's tail).
+     */
+
+    if (stat(tc->path, &named) == -1
+        || named.st_ino != st.st_ino || named.st_dev != st.st_dev)
+    {
+        (void) close(fd);
+        tc->fd = NGX_INVALID_FILE;
+
+        if (++tries < 3) {
+            goto again;
+        }
+
+        tc->err = NGX_ENOENT;
+        tc->step = "open() (removed meanwhile)";
         tc->rc = NGX_ERROR;
         return;
     }
