@@ -276,6 +276,8 @@ static void ngx_http_quay_s3_tail_written(ngx_http_quay_s3_upload_t *su);
 static void ngx_http_quay_s3_tail_verified(ngx_http_quay_s3_upload_t *su);
 static void ngx_http_quay_s3_tail_hashed(ngx_http_quay_s3_upload_t *su);
 static void ngx_http_quay_s3_tail_stored(ngx_http_quay_s3_upload_t *su);
+static void ngx_http_quay_s3_log_unless_gone(ngx_http_quay_s3_req_t *sq,
+    ngx_uint_t level);
 static void ngx_http_quay_s3_tail_delete(ngx_http_quay_s3_upload_t *su);
 static void ngx_http_quay_s3_tail_deleted(ngx_http_quay_s3_upload_t *su);
 static ngx_int_t ngx_http_quay_s3_hash_spool(ngx_http_quay_s3_upload_t *su,
@@ -2158,16 +2160,31 @@ ngx_http_quay_s3_copied(ngx_http_quay_s3_upload_t *su)
 }
 
 
+/*
+ * After a DeleteObject or AbortMultipartUpload: the object is gone if S3
+ * said so or never had it; anything else is logged, not failed, since
+ * what is left behind is garbage, not lost data.
+ */
+
+static void
+ngx_http_quay_s3_log_unless_gone(ngx_http_quay_s3_req_t *sq,
+    ngx_uint_t level)
+{
+    if (sq->status != NGX_HTTP_NO_CONTENT
+        && sq->status != NGX_HTTP_OK
+        && sq->status != NGX_HTTP_NOT_FOUND)
+    {
+        ngx_http_quay_s3_log_failure(sq, level);
+    }
+}
+
+
 static void
 ngx_http_quay_s3_temp_deleted(ngx_http_quay_s3_upload_t *su)
 {
-    if (su->sq.status != NGX_HTTP_NO_CONTENT
-        && su->sq.status != NGX_HTTP_OK
-        && su->sq.status != NGX_HTTP_NOT_FOUND)
-    {
-        /* the blob is in place; a leftover is only garbage */
-        ngx_http_quay_s3_log_failure(&su->sq, NGX_LOG_WARN);
-    }
+    /* the blob is in place; a leftover is only garbage */
+
+    ngx_http_quay_s3_log_unless_gone(&su->sq, NGX_LOG_WARN);
 
     ngx_http_quay_s3_tail_delete(su);
 }
@@ -2196,14 +2213,10 @@ ngx_http_quay_s3_tail_delete(ngx_http_quay_s3_upload_t *su)
 static void
 ngx_http_quay_s3_tail_deleted(ngx_http_quay_s3_upload_t *su)
 {
-    if (su->sq.status != NGX_HTTP_NO_CONTENT
-        && su->sq.status != NGX_HTTP_OK
-        && su->sq.status != NGX_HTTP_NOT_FOUND)
-    {
-        /* garbage only: the stale-upload cleanup cannot find it again
-         * once the row is gone */
-        ngx_http_quay_s3_log_failure(&su->sq, NGX_LOG_WARN);
-    }
+    /* garbage only: the stale-upload cleanup cannot find it again once
+     * the row is gone */
+
+    ngx_http_quay_s3_log_unless_gone(&su->sq, NGX_LOG_WARN);
 
     ngx_http_quay_s3_remove_spool(su);
 }
@@ -2340,14 +2353,10 @@ ngx_http_quay_s3_upload_abort(ngx_http_quay_storage_upload_t *up,
 static void
 ngx_http_quay_s3_aborted(ngx_http_quay_s3_upload_t *su)
 {
-    if (su->sq.status != NGX_HTTP_NO_CONTENT
-        && su->sq.status != NGX_HTTP_OK
-        && su->sq.status != NGX_HTTP_NOT_FOUND)
-    {
-        /* the parts stay until S3's lifecycle rules or a cleanup remove
-         * them; the session is gone either way */
-        ngx_http_quay_s3_log_failure(&su->sq, NGX_LOG_ERR);
-    }
+    /* the parts stay until S3's lifecycle rules or a cleanup remove them;
+     * the session is gone either way */
+
+    ngx_http_quay_s3_log_unless_gone(&su->sq, NGX_LOG_ERR);
 
     ngx_http_quay_s3_tail_delete(su);
 }

@@ -14,6 +14,7 @@ bindir, pg, redis, make_config, registry and start_registry.
 import atexit
 import ctypes
 import fcntl
+import importlib.util
 import itertools
 import json
 import os
@@ -24,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -72,6 +74,20 @@ def wait_until(condition, timeout, what, interval=0.05):
 
 
 _ports_given = set()
+
+
+def load_test_file(relpath):
+    """The module of a file under t/ (a test file or a conftest), for its
+    helpers: pytest imports test files in importlib mode, so they are not
+    importable by name.  Loaded once per process."""
+    name = "quay_t_" + re.sub(r"\W", "_", relpath.removesuffix(".py"))
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name,
+                                                      ROOT / "t" / relpath)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
 
 
 def free_port():

@@ -525,6 +525,19 @@ rgw frontends = beast endpoint=127.0.0.1:{self.port}
         """Stops the first radosgw only (the cluster and its data stay)."""
         self.gateway.stop()
 
+    def location(self, bucket, gateway=None, prefix="registry", **extra):
+        """A RadosGWStorage entry of DISTRIBUTED_STORAGE_CONFIG for
+        bucket, served by gateway (default: the first one); extra
+        overrides parameters (e.g. secret_key)."""
+        gw = gateway or self.gateway
+        params = {"hostname": "127.0.0.1", "port": gw.port,
+                  "is_secure": gw.tls is not None,
+                  "access_key": self.access_key,
+                  "secret_key": self.secret_key, "bucket_name": bucket,
+                  "storage_path": "/" + prefix}
+        params.update(extra)
+        return ["RadosGWStorage", params]
+
     def add_gateway(self, tls=None):
         """Starts another radosgw on this cluster, on a port of its own
         (https with tls, a Tls from make_tls(), else http); returns its

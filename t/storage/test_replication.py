@@ -49,11 +49,8 @@ def blob_key(digest):
 
 
 def location(rgw, bucket, secret=None):
-    return ["RadosGWStorage", {
-        "hostname": "127.0.0.1", "port": rgw.port, "is_secure": False,
-        "access_key": rgw.access_key,
-        "secret_key": secret or rgw.secret_key,
-        "bucket_name": bucket, "storage_path": "/" + PREFIX}]
+    return rgw.location(bucket, prefix=PREFIX,
+                        secret_key=secret or rgw.secret_key)
 
 
 class Client:

@@ -14,9 +14,7 @@ signer (t/lib/rgw.py), never through the code under test.
 """
 
 import hashlib
-import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 import requests
@@ -25,18 +23,8 @@ import harness
 
 
 
-def _s3_registry_helpers():
-    # the helpers of test_s3_registry.py (pytest imports test files in
-    # importlib mode, so that one is not importable by name)
-    path = Path(__file__).resolve().parent / "test_s3_registry.py"
-    spec = importlib.util.spec_from_file_location("quay_s3_registry_helpers",
-                                                  path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_h = _s3_registry_helpers()
+# the helpers of test_s3_registry.py
+_h = harness.load_test_file("storage/test_s3_registry.py")
 MiB, PREFIX, Client = _h.MiB, _h.PREFIX, _h.Client
 assert_clean_bucket, blob_key = _h.assert_clean_bucket, _h.blob_key
 bucket_object, create_user = _h.bucket_object, _h.create_user

@@ -20,11 +20,9 @@ quay_storage_fail_timeout (2 s here).
 """
 
 import hashlib
-import importlib.util
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -32,17 +30,8 @@ import requests
 import harness
 
 
-def _replication_helpers():
-    # test_replication.py's client and database helpers (pytest imports
-    # test files with importlib, so not by name)
-    path = Path(__file__).resolve().parent / "test_replication.py"
-    spec = importlib.util.spec_from_file_location("quay_geo_helpers", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_geo = _replication_helpers()
+# test_replication.py's client and database helpers
+_geo = harness.load_test_file("storage/test_replication.py")
 Client, blob_key, placements = _geo.Client, _geo.blob_key, _geo.placements
 replicate, sha256 = _geo.replicate, _geo.sha256
 
@@ -53,13 +42,6 @@ FAIL_TIMEOUT = 2
 PROBE_INTERVAL = 1
 TUNING = (f"    quay_storage_fail_timeout {FAIL_TIMEOUT}s;\n"
           f"    quay_storage_probe_interval {PROBE_INTERVAL}s;")
-
-
-def location(gw, rgw, bucket):
-    return ["RadosGWStorage", {
-        "hostname": "127.0.0.1", "port": gw.port, "is_secure": False,
-        "access_key": rgw.access_key, "secret_key": rgw.secret_key,
-        "bucket_name": bucket, "storage_path": "/" + PREFIX}]
 
 
 class Geo:
@@ -77,7 +59,8 @@ def geo(rgw, start_registry, tmp_path_factory):
         g.bucket[name] = f"quay-gwfail-{name}-{os.getpid()}"
         rgw.create_bucket(g.bucket[name])
 
-    storage = {n: location(g.gw[n], rgw, g.bucket[n]) for n in ("a", "b")}
+    storage = {n: rgw.location(g.bucket[n], g.gw[n], prefix=PREFIX)
+               for n in ("a", "b")}
     common = dict(DISTRIBUTED_STORAGE_CONFIG=storage,
                   DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS=["a", "b"],
                   FEATURE_STORAGE_REPLICATION=True, http_extra=TUNING,

@@ -23,12 +23,10 @@ copies a blob from the TLS location to a plain one, and without the CA
 file it refuses the certificate.
 """
 
-import importlib.util
 import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -37,17 +35,8 @@ import harness
 import rgw as rgw_lib
 
 
-def _replication_helpers():
-    # test_replication.py's raw /v2/ client (pytest imports test files
-    # with importlib, so not by name)
-    path = Path(__file__).resolve().parent / "test_replication.py"
-    spec = importlib.util.spec_from_file_location("quay_tls_helpers", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_geo = _replication_helpers()
+# test_replication.py's raw /v2/ client
+_geo = harness.load_test_file("storage/test_replication.py")
 Client, blob_key, sha256 = _geo.Client, _geo.blob_key, _geo.sha256
 
 MiB = 1024 * 1024
@@ -58,11 +47,7 @@ STORAGE_CONF = harness.ROOT / "conf" / "quay-storage.conf"
 
 
 def radosgw(gw, rgw, bucket):
-    return ["RadosGWStorage", {
-        "hostname": "127.0.0.1", "port": gw.port,
-        "is_secure": gw.tls is not None, "access_key": rgw.access_key,
-        "secret_key": rgw.secret_key, "bucket_name": bucket,
-        "storage_path": "/" + PREFIX}]
+    return rgw.location(bucket, gw, prefix=PREFIX)
 
 
 def s3storage(gw, rgw, bucket):

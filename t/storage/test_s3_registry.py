@@ -14,13 +14,11 @@ real.  If RGW cannot be installed these tests fail; they never skip.
 
 import concurrent.futures
 import hashlib
-import importlib.util
 import json
 import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -62,11 +60,7 @@ def new_bucket(rgw, name):
 
 
 def radosgw_location(rgw, bucket, **extra):
-    params = {"hostname": "127.0.0.1", "port": rgw.port, "is_secure": False,
-              "access_key": rgw.access_key, "secret_key": rgw.secret_key,
-              "bucket_name": bucket, "storage_path": "/" + PREFIX}
-    params.update(extra)
-    return ["RadosGWStorage", params]
+    return rgw.location(bucket, prefix=PREFIX, **extra)
 
 
 def s3_location(rgw, bucket, **extra):
@@ -598,11 +592,7 @@ def test_client_that_goes_away_mid_part_leaves_a_usable_upload(
 def _clients():
     """t/clients/conftest.py as a module: its isolated client
     environment (Tools) and identities (Client, Target)."""
-    path = harness.ROOT / "t" / "clients" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("quay_s3_clients", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return harness.load_test_file("clients/conftest.py")
 
 
 @pytest.fixture(scope="module")
